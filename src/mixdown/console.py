@@ -1,0 +1,300 @@
+"""The mixing console: channel strips, reverb bus and master bus.
+
+Signal flow per channel: EQ -> compressor -> fader (``gain_db``, mute) -> pan. Each
+panned channel feeds the stereo mix bus and, through its post-fader ``reverb_send_db``,
+the shared reverb. Master: mix + reverb return -> loudness normalisation to
+``target_lufs`` (BS.1770) -> trim (``gain_db``) -> true-peak ceiling limiter.
+
+Two entry points share every processing function:
+
+* `render` streams a `Multitrack` in chunks under ``torch.no_grad`` (memory bounded by
+  the chunk size and the stereo mix), for mixing files;
+* `render_tensor` processes whole batched tensors with autograd, for training and
+  reverse engineering.
+
+Their outputs agree to float rounding (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+from mixdown.dsp.compressor import compressor
+from mixdown.dsp.eq import BAND_TYPE_IDS, BYPASS, parametric_eq
+from mixdown.dsp.gain import db_to_amplitude
+from mixdown.dsp.limiter import limit
+from mixdown.dsp.loudness import LoudnessMeter, integrated_loudness
+from mixdown.dsp.pan import pan
+from mixdown.dsp.reverb import impulse_response, reverb
+from mixdown.errors import ParamsError
+from mixdown.multitrack import Multitrack
+from mixdown.params import (
+    EQ_BAND_TYPES,
+    ChannelParams,
+    CompressorParams,
+    ConsoleParams,
+    EQBand,
+    MasterParams,
+    ReverbParams,
+)
+
+DEFAULT_CHUNK_FRAMES = 1 << 17
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with ``(frames_done, frames_total)``."""
+
+
+@dataclass
+class ConsoleTensors:
+    """`ConsoleParams` of a batch of mixes as tensors (physical units).
+
+    Per-channel fields are ``(batch, tracks)``, EQ fields ``(batch, tracks, bands)``
+    (empty slots have type `BYPASS`), master fields ``(batch,)``. ``target_lufs`` and
+    ``ceiling_dbtp`` are NaN where off; ``reverb_send_db`` is ``-inf`` where off.
+    """
+
+    gain_db: torch.Tensor
+    pan: torch.Tensor
+    mute: torch.Tensor
+    eq_type: torch.Tensor
+    eq_freq_hz: torch.Tensor
+    eq_gain_db: torch.Tensor
+    eq_q: torch.Tensor
+    threshold_db: torch.Tensor
+    ratio: torch.Tensor
+    attack_ms: torch.Tensor
+    release_ms: torch.Tensor
+    knee_db: torch.Tensor
+    makeup_db: torch.Tensor
+    reverb_send_db: torch.Tensor
+    master_gain_db: torch.Tensor
+    target_lufs: torch.Tensor
+    ceiling_dbtp: torch.Tensor
+    reverb_decay_s: torch.Tensor
+    reverb_predelay_ms: torch.Tensor
+    reverb_return_db: torch.Tensor
+
+    @property
+    def batch(self) -> int:
+        return self.gain_db.shape[0]
+
+    @property
+    def tracks(self) -> int:
+        return self.gain_db.shape[1]
+
+    @classmethod
+    def from_params(cls, batch: list[ConsoleParams], dtype: torch.dtype = torch.float32) -> ConsoleTensors:
+        """Stack the settings of mixes with equal channel counts."""
+        tracks = {len(p.channels) for p in batch}
+        if len(tracks) != 1:
+            raise ParamsError(f"cannot batch mixes with different channel counts {sorted(tracks)}")
+        bands = max((len(ch.eq) for p in batch for ch in p.channels), default=0)
+
+        def per_channel(get) -> torch.Tensor:
+            return torch.tensor([[get(ch) for ch in p.channels] for p in batch], dtype=dtype)
+
+        def per_band(get, empty: float) -> torch.Tensor:
+            return torch.tensor([[[get(ch.eq[k]) if k < len(ch.eq) else empty for k in range(bands)]
+                                  for ch in p.channels] for p in batch], dtype=dtype).reshape(len(batch), -1, bands)
+
+        def comp(name: str):
+            default = getattr(CompressorParams(), name)
+            return per_channel(lambda ch: getattr(ch.compressor, name) if ch.compressor else default)
+
+        def master(get) -> torch.Tensor:
+            return torch.tensor([get(p.master) for p in batch], dtype=dtype)
+
+        return cls(
+            gain_db=per_channel(lambda ch: ch.gain_db),
+            pan=per_channel(lambda ch: ch.pan),
+            mute=per_channel(lambda ch: ch.mute).bool(),
+            eq_type=per_band(lambda b: BAND_TYPE_IDS[b.type], BYPASS).long(),
+            eq_freq_hz=per_band(lambda b: b.freq_hz, 1000.0),
+            eq_gain_db=per_band(lambda b: b.gain_db, 0.0),
+            eq_q=per_band(lambda b: b.q, 0.707),
+            **{f.name: comp(f.name) for f in fields(CompressorParams)},
+            reverb_send_db=per_channel(lambda ch: -math.inf if ch.reverb_send_db is None else ch.reverb_send_db),
+            master_gain_db=master(lambda m: m.gain_db),
+            target_lufs=master(lambda m: math.nan if m.target_lufs is None else m.target_lufs),
+            ceiling_dbtp=master(lambda m: math.nan if m.ceiling_dbtp is None else m.ceiling_dbtp),
+            reverb_decay_s=master(lambda m: m.reverb.decay_s),
+            reverb_predelay_ms=master(lambda m: m.reverb.predelay_ms),
+            reverb_return_db=master(lambda m: m.reverb.return_db),
+        )
+
+    def to_params(self, index: int, names: list[str], instruments: list[str], sample_rate: int,
+                  method: str) -> ConsoleParams:
+        """The ``index``-th mix of the batch as editable `ConsoleParams` (rounded for reading)."""
+        def value(t: torch.Tensor, *idx: int, digits: int = 2) -> float:
+            return round(float(t[(index, *idx)]), digits)
+
+        channels = []
+        for t, (name, instrument) in enumerate(zip(names, instruments, strict=True)):
+            eq = [EQBand(type=EQ_BAND_TYPES[int(self.eq_type[index, t, k])],
+                         freq_hz=value(self.eq_freq_hz, t, k, digits=1), gain_db=value(self.eq_gain_db, t, k),
+                         q=value(self.eq_q, t, k, digits=3))
+                  for k in range(self.eq_type.shape[-1]) if int(self.eq_type[index, t, k]) != BYPASS]
+            comp = CompressorParams(**{f.name: value(getattr(self, f.name), t) for f in fields(CompressorParams)})
+            send = float(self.reverb_send_db[index, t])
+            channels.append(ChannelParams(
+                name=name, instrument=instrument, gain_db=value(self.gain_db, t), pan=value(self.pan, t, digits=3),
+                mute=bool(self.mute[index, t]), eq=eq,
+                compressor=None if comp == CompressorParams() else comp,
+                reverb_send_db=None if math.isinf(send) else round(send, 2)))
+        target, ceiling = float(self.target_lufs[index]), float(self.ceiling_dbtp[index])
+        master = MasterParams(
+            gain_db=value(self.master_gain_db), target_lufs=None if math.isnan(target) else round(target, 2),
+            ceiling_dbtp=None if math.isnan(ceiling) else round(ceiling, 2),
+            reverb=ReverbParams(decay_s=value(self.reverb_decay_s, digits=3),
+                                predelay_ms=value(self.reverb_predelay_ms, digits=1),
+                                return_db=value(self.reverb_return_db)))
+        return ConsoleParams(channels=channels, master=master, sample_rate=sample_rate, method=method)
+
+    def select_tracks(self, index: torch.Tensor) -> ConsoleTensors:
+        """The same settings restricted to tracks ``index`` (master fields unchanged)."""
+        per_track = (f.name for f in fields(self) if getattr(self, f.name).dim() >= 2)
+        return replace(self, **{name: getattr(self, name)[:, index] for name in per_track})
+
+
+@dataclass
+class StripState:
+    """Filter and detector memory of a group of channel strips between chunks."""
+
+    eq: list[torch.Tensor] | None = None
+    compressor: torch.Tensor | None = None
+
+
+def channel_strips(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int,
+                   state: StripState | None = None) -> tuple[torch.Tensor, torch.Tensor, StripState]:
+    """EQ -> compressor -> fader -> pan for every track, then sum to the buses.
+
+    Args:
+        stems: ``(batch, tracks, channels, samples)``, 1 or 2 channels.
+        p: settings with matching ``batch`` and ``tracks``.
+        stereo: ``(batch, tracks)`` bool, True for genuinely stereo stems.
+        sample_rate: in Hz.
+        state: memory carried from the previous chunk (streaming), or None.
+
+    Returns:
+        ``(dry, send, state)``: mix bus and reverb send bus, each ``(batch, 2, samples)``.
+    """
+    batch, tracks, channels, samples = stems.shape
+    if (batch, tracks) != (p.batch, p.tracks):
+        raise ValueError(f"stems {tuple(stems.shape)} do not match settings for ({p.batch}, {p.tracks}) tracks")
+    state = state or StripState()
+    rows = stems.reshape(batch * tracks, channels, samples)
+    flat = lambda t: t.reshape(batch * tracks, *t.shape[2:])  # noqa: E731
+    rows, eq_state = parametric_eq(rows, flat(p.eq_type), flat(p.eq_freq_hz), flat(p.eq_gain_db),
+                                   flat(p.eq_q), sample_rate, state.eq)
+    rows, comp_state = compressor(rows, flat(p.threshold_db), flat(p.ratio), flat(p.attack_ms),
+                                  flat(p.release_ms), flat(p.knee_db), flat(p.makeup_db), sample_rate,
+                                  state.compressor)
+    fader = db_to_amplitude(flat(p.gain_db)) * ~flat(p.mute)
+    panned = pan(rows * fader[:, None, None], flat(p.pan), flat(stereo))
+    panned = panned.reshape(batch, tracks, 2, samples)
+    send_gain = db_to_amplitude(p.reverb_send_db)[..., None, None]
+    dry = panned.sum(dim=1)
+    send = (panned * send_gain).sum(dim=1)
+    return dry, send, StripState(eq=eq_state, compressor=comp_state)
+
+
+def reverb_impulse_responses(p: ConsoleTensors, sample_rate: int) -> torch.Tensor:
+    """Reverb responses ``(batch, 2, taps)`` (zero-padded to the longest) scaled by the return level."""
+    irs = [impulse_response(p.reverb_decay_s[i], float(p.reverb_predelay_ms[i]), sample_rate)
+           * db_to_amplitude(p.reverb_return_db[i]) for i in range(p.batch)]
+    taps = max(ir.shape[-1] for ir in irs)
+    return torch.stack([torch.nn.functional.pad(ir, (0, taps - ir.shape[-1])) for ir in irs])
+
+
+def _loudness_gain_db(loudness: torch.Tensor, p: ConsoleTensors) -> torch.Tensor:
+    """Gain ``(batch,)`` that brings ``loudness`` to the target, plus the master trim."""
+    to_target = torch.where(torch.isnan(p.target_lufs) | torch.isinf(loudness),
+                            torch.zeros_like(loudness), p.target_lufs - loudness)
+    return to_target + p.master_gain_db
+
+
+def render_tensor(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Differentiable render of whole signals.
+
+    Args:
+        stems: ``(batch, tracks, channels, samples)``.
+        p: the settings, any of whose tensors may require grad.
+        stereo: ``(batch, tracks)`` bool.
+        sample_rate: in Hz.
+
+    Returns:
+        ``(batch, 2, samples)`` mixes. The limiter's gain is applied as a constant
+        (no gradient through its detector); everything else is differentiated.
+    """
+    dry, send, _ = channel_strips(stems, p, stereo, sample_rate)
+    wet, _ = reverb(send, reverb_impulse_responses(p, sample_rate))
+    mix = dry + wet
+    mix = mix * db_to_amplitude(_loudness_gain_db(integrated_loudness(mix, sample_rate), p))[:, None, None]
+    limited = []
+    for i in range(p.batch):
+        if torch.isnan(p.ceiling_dbtp[i]):
+            limited.append(mix[i])
+            continue
+        raw = mix[i].detach().cpu().numpy()
+        target = limit(raw, float(p.ceiling_dbtp[i]), sample_rate)
+        gain = np.divide(target, raw, out=np.ones_like(raw), where=raw != 0)
+        limited.append(mix[i] * torch.from_numpy(gain).to(mix))
+    return torch.stack(limited)
+
+
+def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+           progress: ProgressCallback | None = None) -> np.ndarray:
+    """Render a multitrack to a stereo mix, streaming it in chunks.
+
+    Args:
+        multitrack: the stems (in memory or file-backed).
+        params: settings for exactly the multitrack's stems (any order).
+        chunk_frames: frames per processing block.
+        progress: optional callback.
+
+    Returns:
+        float32 ``(2, frames)`` mix at the multitrack's rate.
+    """
+    params.check_matches(multitrack.names)
+    if params.sample_rate != multitrack.sample_rate:
+        raise ParamsError(f"params are for {params.sample_rate} Hz but the stems are {multitrack.sample_rate} Hz")
+    sample_rate, total = multitrack.sample_rate, multitrack.num_frames
+    p = ConsoleTensors.from_params([params.ordered_like(multitrack.names)])
+    is_stereo = torch.from_numpy(multitrack.stereo_mask())
+    groups = [(idx, width) for idx, width in ((torch.nonzero(~is_stereo).flatten(), 1),
+                                             (torch.nonzero(is_stereo).flatten(), 2)) if len(idx)]
+    group_params = [p.select_tracks(idx) for idx, _ in groups]
+    states: list[StripState | None] = [None] * len(groups)
+    mix = np.zeros((2, total), dtype=np.float32)
+    with torch.no_grad():
+        ir = reverb_impulse_responses(p, sample_rate)
+        ir_spectra: dict[int, torch.Tensor] = {}
+        tail = None
+        done = 0
+        for block in multitrack.iter_chunks(chunk_frames):
+            block = torch.from_numpy(block)
+            n = block.shape[-1]
+            dry = torch.zeros(1, 2, n)
+            send = torch.zeros(1, 2, n)
+            for g, ((idx, width), gp) in enumerate(zip(groups, group_params, strict=True)):
+                stems = block[idx, :width].unsqueeze(0)
+                d, s, states[g] = channel_strips(stems, gp, is_stereo[idx].unsqueeze(0), sample_rate, states[g])
+                dry += d
+                send += s
+            wet, tail = reverb(send, ir, tail, ir_spectra)
+            mix[:, done:done + n] = (dry + wet)[0].numpy()
+            done += n
+            if progress is not None:
+                progress(done, total)
+        meter = LoudnessMeter(sample_rate)
+        for start in range(0, total, chunk_frames):
+            meter.update(torch.from_numpy(mix[None, :, start:start + chunk_frames]))
+        gain = float(db_to_amplitude(_loudness_gain_db(meter.integrated().float(), p))[0])
+    mix *= gain
+    ceiling = float(p.ceiling_dbtp[0])
+    return mix if math.isnan(ceiling) else limit(mix, ceiling, sample_rate)

@@ -1,0 +1,1 @@
+"""Synthetic multitrack data: instrument voices, score helpers and the bundled demo song."""

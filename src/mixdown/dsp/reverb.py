@@ -1,0 +1,93 @@
+"""The shared stereo reverb: a filtered-noise impulse response and FFT convolution.
+
+The impulse response is decorrelated stereo noise (fixed seed, so renders are
+deterministic) under an exponential envelope that falls 60 dB in ``decay_s``, with the
+band above 4 kHz decaying twice as fast (air absorption), after a pre-delay. It is
+normalised to unit energy per side so ``return_db`` sets the wet level directly. The
+envelope is a torch function of ``decay_s``, so its gradient is available to training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+NOISE_SEED = 1234
+HIGH_BAND_HZ = 4000.0
+MAX_DECAY_S = 8.0
+
+
+def _noise_bands(length: int, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed stereo noise split at `HIGH_BAND_HZ`: ``(low, high)``, each ``(2, length)`` float64."""
+    generator = torch.Generator().manual_seed(NOISE_SEED)
+    noise = torch.randn(2, length, generator=generator, dtype=torch.float64)
+    spectrum = torch.fft.rfft(noise)
+    freqs = torch.fft.rfftfreq(length, 1.0 / sample_rate, dtype=torch.float64)
+    low = torch.fft.irfft(spectrum * (freqs < HIGH_BAND_HZ), n=length)
+    return low, noise - low
+
+
+def impulse_response(decay_s: torch.Tensor, predelay_ms: float, sample_rate: int) -> torch.Tensor:
+    """Stereo reverb impulse response.
+
+    Args:
+        decay_s: scalar tensor, RT60 of the low band in seconds.
+        predelay_ms: silence before the tail starts.
+        sample_rate: in Hz.
+
+    Returns:
+        ``(2, length)`` with ``length`` covering pre-delay plus the low band's RT60.
+    """
+    predelay = int(round(predelay_ms * sample_rate / 1000.0))
+    tail = int(math.ceil(float(decay_s.detach().clamp(max=MAX_DECAY_S)) * sample_rate))
+    low, high = _noise_bands(tail, sample_rate)
+    t = torch.arange(tail, dtype=torch.float64) / sample_rate
+    rate = 3.0 * math.log(10.0) / decay_s.double()  # amplitude falls 60 dB per decay_s
+    ir = low * torch.exp(-rate * t) + high * torch.exp(-2.0 * rate * t)
+    ir = ir / ir.pow(2).sum(dim=-1, keepdim=True).sqrt()
+    return torch.nn.functional.pad(ir, (predelay, 0)).to(decay_s.dtype)
+
+
+def fft_convolve(x: torch.Tensor, ir: torch.Tensor,
+                 spectra: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+    """Full linear convolution along the last axis.
+
+    Args:
+        x: ``(..., channels, samples)``.
+        ir: ``(..., channels, taps)``, one response per channel.
+        spectra: optional cache of ``ir``'s spectrum by FFT size, filled as needed
+            (saves one FFT per block when streaming with a fixed response).
+
+    Returns:
+        ``(..., channels, samples + taps - 1)``.
+    """
+    n = x.shape[-1] + ir.shape[-1] - 1
+    size = 1 << (n - 1).bit_length()
+    if spectra is None:
+        spectra = {}
+    if size not in spectra:
+        spectra[size] = torch.fft.rfft(ir, n=size)
+    ir_spectrum = spectra[size]
+    return torch.fft.irfft(torch.fft.rfft(x, n=size) * ir_spectrum, n=size)[..., :n]
+
+
+def reverb(send: torch.Tensor, ir: torch.Tensor, tail: torch.Tensor | None = None,
+           spectra: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convolve a block of the send bus with the reverb, carrying the tail (overlap-add).
+
+    Args:
+        send: ``(batch, 2, samples)`` summed reverb sends.
+        ir: ``(batch, 2, taps)`` or ``(2, taps)``.
+        tail: ``(batch, 2, taps - 1)`` left over from earlier blocks, or None.
+        spectra: cache of the response's spectra (see `fft_convolve`).
+
+    Returns:
+        ``(wet, tail)``: ``(batch, 2, samples)`` and the tail for the next block.
+    """
+    samples = send.shape[-1]
+    full = fft_convolve(send, ir, spectra)
+    if tail is not None:  # tail has taps - 1 samples, never more than `full`
+        carried = tail.shape[-1]
+        full = torch.cat([full[..., :carried] + tail, full[..., carried:]], dim=-1)
+    return full[..., :samples], full[..., samples:]
