@@ -31,7 +31,9 @@ def make_sine() -> Callable[..., np.ndarray]:
 def write_stem(tmp_path: Path) -> Callable[..., Path]:
     """Write ``(channels, samples)`` audio to ``tmp_path / name`` and return the path."""
 
-    def write(name: str, audio: np.ndarray, sample_rate: int = 44100, subtype: str | None = None) -> Path:
+    def write(
+        name: str, audio: np.ndarray, sample_rate: int = 44100, subtype: str | None = None
+    ) -> Path:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, np.asarray(audio).T, sample_rate, subtype=subtype)

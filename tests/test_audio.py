@@ -127,8 +127,9 @@ def test_chunked_reader_rejects_non_finite(write_stem, make_sine):
     audio = make_sine()
     audio[0, -1] = np.nan
     path = write_stem("bad.wav", audio, subtype="FLOAT")
-    with ChunkedReader(path, 44100, audio.shape[1]) as reader, pytest.raises(AudioError, match="bad.wav"):
-        reader.read(audio.shape[1])
+    with ChunkedReader(path, 44100, audio.shape[1]) as reader:
+        with pytest.raises(AudioError, match="bad.wav"):
+            reader.read(audio.shape[1])
 
 
 @pytest.mark.parametrize("name", ["mix.wav", "mix.flac", "mix.aiff", "mix.aif", "MIX.WAV"])

@@ -18,7 +18,7 @@ Their outputs agree to float rounding (tested).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -100,7 +100,7 @@ class ConsoleTensors:
 
         def per_band(get, empty: float) -> torch.Tensor:
             return torch.tensor([[[get(ch.eq[k]) if k < len(ch.eq) else empty for k in range(bands)]
-                                  for ch in p.channels] for p in batch], dtype=dtype).reshape(len(batch), -1, bands)
+                                  for ch in p.channels] for p in batch], dtype=dtype).reshape(len(batch), len(batch[0].channels), bands)
 
         def comp(name: str):
             default = getattr(CompressorParams(), name)
@@ -170,8 +170,8 @@ class StripState:
 
 
 def channel_strips(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int,
-                   state: StripState | None = None) -> tuple[torch.Tensor, torch.Tensor, StripState]:
-    """EQ -> compressor -> fader -> pan for every track, then sum to the buses.
+                   state: StripState | None = None) -> tuple[torch.Tensor, StripState]:
+    """EQ -> compressor -> fader -> pan for every track.
 
     Args:
         stems: ``(batch, tracks, channels, samples)``, 1 or 2 channels.
@@ -181,7 +181,7 @@ def channel_strips(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor,
         state: memory carried from the previous chunk (streaming), or None.
 
     Returns:
-        ``(dry, send, state)``: mix bus and reverb send bus, each ``(batch, 2, samples)``.
+        ``(panned, state)``: ``(batch, tracks, 2, samples)`` and the memory to carry.
     """
     batch, tracks, channels, samples = stems.shape
     if (batch, tracks) != (p.batch, p.tracks):
@@ -196,11 +196,13 @@ def channel_strips(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor,
                                   state.compressor)
     fader = db_to_amplitude(flat(p.gain_db)) * ~flat(p.mute)
     panned = pan(rows * fader[:, None, None], flat(p.pan), flat(stereo))
-    panned = panned.reshape(batch, tracks, 2, samples)
+    return panned.reshape(batch, tracks, 2, samples), StripState(eq=eq_state, compressor=comp_state)
+
+
+def mix_buses(panned: torch.Tensor, p: ConsoleTensors) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum panned tracks ``(batch, tracks, 2, samples)`` to the mix and reverb-send buses, each ``(batch, 2, samples)``."""
     send_gain = db_to_amplitude(p.reverb_send_db)[..., None, None]
-    dry = panned.sum(dim=1)
-    send = (panned * send_gain).sum(dim=1)
-    return dry, send, StripState(eq=eq_state, compressor=comp_state)
+    return panned.sum(dim=1), (panned * send_gain).sum(dim=1)
 
 
 def reverb_impulse_responses(p: ConsoleTensors, sample_rate: int) -> torch.Tensor:
@@ -231,7 +233,7 @@ def render_tensor(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, 
         ``(batch, 2, samples)`` mixes. The limiter's gain is applied as a constant
         (no gradient through its detector); everything else is differentiated.
     """
-    dry, send, _ = channel_strips(stems, p, stereo, sample_rate)
+    dry, send = mix_buses(channel_strips(stems, p, stereo, sample_rate)[0], p)
     wet, _ = reverb(send, reverb_impulse_responses(p, sample_rate))
     mix = dry + wet
     mix = mix * db_to_amplitude(_loudness_gain_db(integrated_loudness(mix, sample_rate), p))[:, None, None]
@@ -266,27 +268,16 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
     sample_rate, total = multitrack.sample_rate, multitrack.num_frames
     p = ConsoleTensors.from_params([params.ordered_like(multitrack.names)])
     is_stereo = torch.from_numpy(multitrack.stereo_mask())
-    groups = [(idx, width) for idx, width in ((torch.nonzero(~is_stereo).flatten(), 1),
-                                             (torch.nonzero(is_stereo).flatten(), 2)) if len(idx)]
-    group_params = [p.select_tracks(idx) for idx, _ in groups]
-    states: list[StripState | None] = [None] * len(groups)
     mix = np.zeros((2, total), dtype=np.float32)
     with torch.no_grad():
         ir = reverb_impulse_responses(p, sample_rate)
         ir_spectra: dict[int, torch.Tensor] = {}
         tail = None
         done = 0
-        for block in multitrack.iter_chunks(chunk_frames):
-            block = torch.from_numpy(block)
-            n = block.shape[-1]
-            dry = torch.zeros(1, 2, n)
-            send = torch.zeros(1, 2, n)
-            for g, ((idx, width), gp) in enumerate(zip(groups, group_params, strict=True)):
-                stems = block[idx, :width].unsqueeze(0)
-                d, s, states[g] = channel_strips(stems, gp, is_stereo[idx].unsqueeze(0), sample_rate, states[g])
-                dry += d
-                send += s
+        for panned in _stream_channels(multitrack, p, chunk_frames):
+            dry, send = mix_buses(panned, p)
             wet, tail = reverb(send, ir, tail, ir_spectra)
+            n = panned.shape[-1]
             mix[:, done:done + n] = (dry + wet)[0].numpy()
             done += n
             if progress is not None:
@@ -298,3 +289,42 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
     mix *= gain
     ceiling = float(p.ceiling_dbtp[0])
     return mix if math.isnan(ceiling) else limit(mix, ceiling, sample_rate)
+
+
+def _stream_channels(multitrack: Multitrack, p: ConsoleTensors, chunk_frames: int) -> Iterator[torch.Tensor]:
+    """Channel strips over a multitrack, chunk by chunk: yields ``(1, tracks, 2, frames)``.
+
+    Mono stems are processed as one channel and stereo stems as two (two groups), so
+    mono stems cost half; the groups' outputs are put back in track order.
+    """
+    is_stereo = torch.from_numpy(multitrack.stereo_mask())
+    groups = [(idx, width, p.select_tracks(idx))
+              for idx, width in ((torch.nonzero(~is_stereo).flatten(), 1), (torch.nonzero(is_stereo).flatten(), 2))
+              if len(idx)]
+    states: list[StripState | None] = [None] * len(groups)
+    for block in multitrack.iter_chunks(chunk_frames):
+        block = torch.from_numpy(block)
+        panned = torch.empty(1, block.shape[0], 2, block.shape[-1])
+        for g, (idx, width, group_params) in enumerate(groups):
+            out, states[g] = channel_strips(block[idx, :width].unsqueeze(0), group_params,
+                                            is_stereo[idx].unsqueeze(0), multitrack.sample_rate, states[g])
+            panned[0, idx] = out[0]
+        yield panned
+
+
+def channel_loudness(multitrack: Multitrack, params: ConsoleParams,
+                     chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> np.ndarray:
+    """Loudness (LUFS) of each stem after its EQ and compressor, before fader and pan.
+
+    Returns:
+        ``(tracks,)`` in the multitrack's stem order; ``-inf`` for silent stems.
+    """
+    neutral = ConsoleParams(
+        channels=[replace(ch, gain_db=0.0, pan=0.0, mute=False) for ch in params.ordered_like(multitrack.names).channels],
+        sample_rate=params.sample_rate, method=params.method)
+    p = ConsoleTensors.from_params([neutral])
+    meter = LoudnessMeter(multitrack.sample_rate, batch=multitrack.num_tracks)
+    with torch.no_grad():
+        for panned in _stream_channels(multitrack, p, chunk_frames):
+            meter.update(panned[0])
+    return meter.integrated().numpy()

@@ -69,7 +69,8 @@ _CLASS_TOKENS: dict[str, frozenset[str]] = {
     ),
     "guitar": frozenset({"guitar", "gtr", "gt"}),
     "keys": frozenset(
-        {"keys", "key", "keyboard", "piano", "pno", "organ", "synth", "pad", "rhodes", "wurli", "wurlitzer"}
+        {"keys", "key", "keyboard", "piano", "pno", "organ", "synth", "pad"}
+        | {"rhodes", "wurli", "wurlitzer"}
     ),
     "room": frozenset({"room", "amb", "ambience", "ambient"}),
 }
@@ -497,8 +498,9 @@ def load_multitrack(
         if length < num_frames
     ]
     if shorter and on_length_mismatch == "error":
-        raise AudioError(f"{folder}: stems differ in length; shorter than the longest: "
-                         + ", ".join(shorter))
+        raise AudioError(
+            f"{folder}: stems differ in length; shorter than the longest: " + ", ".join(shorter)
+        )
     if shorter:
         warnings.warn(
             f"padding stems with silence to {num_frames / rate:.3f} s: " + ", ".join(shorter),
@@ -564,7 +566,9 @@ def _load_stem(info: AudioInfo, rate: int, num_frames: int) -> np.ndarray:
     audio, source_rate = load_audio(info.path)
     peak = peak_dbfs(audio)
     if peak < SILENCE_DBFS:
-        warnings.warn(f"{info.path.name} is silent (peak {peak:.1f} dBFS)", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{info.path.name} is silent (peak {peak:.1f} dBFS)", UserWarning, stacklevel=4
+        )
     clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL))
     if clipped >= CLIP_FRACTION:
         warnings.warn(
@@ -593,6 +597,7 @@ def info_table(multitrack: Multitrack) -> list[dict]:
     for index, stem in enumerate(multitrack.stems):
         audio = multitrack.stem_audio(index)
         peak = peak_dbfs(audio)
+        silent = peak < SILENCE_DBFS
         rows.append(
             {
                 "name": stem.name,
@@ -600,7 +605,7 @@ def info_table(multitrack: Multitrack) -> list[dict]:
                 "channels": stem.channels,
                 "duration_s": multitrack.duration_s,
                 "peak_dbfs": peak,
-                "loudness_lufs": _integrated_loudness(meter, audio) if peak > SILENCE_DBFS else float("-inf"),
+                "loudness_lufs": float("-inf") if silent else _integrated_loudness(meter, audio),
             }
         )
     return rows

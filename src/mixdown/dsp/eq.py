@@ -106,7 +106,7 @@ def parametric_eq(x: torch.Tensor, band_type: torch.Tensor, freq_hz: torch.Tenso
     b, a = biquad_coefficients(band_type.long(), freq_hz.double(), gain_db.double(), q.double(), sample_rate)
     if torch.is_grad_enabled():
         for k in range(band_type.shape[1]):
-            x, _ = biquad(x, b[:, k].to(x.dtype), a[:, k].to(x.dtype))
+            x, _ = biquad(x, b[:, k], a[:, k])
         return x, None
     active = ~is_identity(b, a).all(dim=0)  # bands that do something on some row
     if not bool(active.any()):

@@ -1,0 +1,180 @@
+"""The ``mixdown`` command line.
+
+Every subcommand calls the library; this module only parses arguments, shows progress
+and turns `MixdownError` into a one-line message with exit code 2. Outputs are written
+atomically, and a command that fails leaves no output file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mixdown import __version__
+from mixdown.audio import atomic_write_text, write_audio
+from mixdown.errors import MixdownError
+from mixdown.multitrack import Multitrack, info_table, load_class_map, load_multitrack
+from mixdown.params import ConsoleParams
+
+EXIT_ERROR = 2
+
+_err = Console(stderr=True, highlight=False)
+_out = Console(highlight=False)
+
+
+def _add_stem_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stems", type=Path, help="folder of stems (.wav/.flac/.aif/.aiff)")
+    parser.add_argument("--class-map", type=Path, help="YAML/JSON file mapping stem names or globs to classes")
+    parser.add_argument("--sample-rate", type=int, help="resample every stem to this rate (default: most common)")
+    parser.add_argument("--max-stems", type=int, default=32, help="refuse folders with more stems (default 32)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from mixdown.mixers import MIXERS
+
+    parser = argparse.ArgumentParser(prog="mixdown", description="Automatic multitrack mixing with editable settings.")
+    parser.add_argument("--version", action="version", version=f"mixdown {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    mix = sub.add_parser("mix", help="mix a folder of stems; writes the mix and its console settings")
+    _add_stem_options(mix)
+    mix.add_argument("-o", "--output", type=Path, required=True, help="mix file to write (.wav/.flac)")
+    mix.add_argument("--method", default="rules", choices=sorted(MIXERS), help="mixing method (default rules)")
+    mix.add_argument("--seed", type=int, help="seed for stochastic methods (random)")
+    mix.add_argument("--params", type=Path, help="where to write the settings (default OUTPUT.params.json)")
+
+    render = sub.add_parser("render", help="render stems with a (possibly edited) params JSON")
+    _add_stem_options(render)
+    render.add_argument("params", type=Path, help="console settings JSON")
+    render.add_argument("-o", "--output", type=Path, required=True, help="mix file to write (.wav/.flac)")
+
+    info = sub.add_parser("info", help="show the stems found in a folder")
+    _add_stem_options(info)
+
+    demo = sub.add_parser("demo", help="write the bundled demo stems and their mixes to a folder")
+    demo.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
+    return parser
+
+
+def _params_path(output: Path, given: Path | None) -> Path:
+    return given if given is not None else output.with_name(output.stem + ".params.json")
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() not in (".wav", ".flac", ".aif", ".aiff"):
+        raise MixdownError(f"{path}: the output must end in .wav, .flac, .aif or .aiff")
+    if not path.parent.is_dir():
+        raise MixdownError(f"{path.parent}: output folder does not exist")
+
+
+def _load(args: argparse.Namespace) -> Multitrack:
+    class_map = load_class_map(args.class_map) if args.class_map else None
+    if args.max_stems < 1:
+        raise MixdownError(f"--max-stems must be at least 1, got {args.max_stems}")
+    return load_multitrack(args.stems, sample_rate=args.sample_rate, class_map=class_map, max_stems=args.max_stems)
+
+
+def _render(multitrack: Multitrack, params: ConsoleParams) -> np.ndarray:
+    from mixdown.console import render
+
+    with Progress(TextColumn("rendering"), BarColumn(), TimeRemainingColumn(), console=_err, transient=True,
+                  disable=not _err.is_terminal) as progress:
+        task = progress.add_task("render", total=multitrack.num_frames)
+        return render(multitrack, params, progress=lambda done, total: progress.update(task, completed=done))
+
+
+def write_outputs(mix: np.ndarray, sample_rate: int, output: Path, params: ConsoleParams | None = None,
+                  params_path: Path | None = None) -> None:
+    """Write the mix and, optionally, its settings; on failure neither is left behind."""
+    write_audio(output, mix, sample_rate)
+    if params is None or params_path is None:
+        return
+    try:
+        atomic_write_text(params_path, params.to_json())
+    except OSError as exc:
+        output.unlink(missing_ok=True)
+        raise MixdownError(f"{params_path}: cannot write ({exc})") from None
+
+
+def _cmd_mix(args: argparse.Namespace) -> None:
+    from mixdown.mixers import get_mixer
+
+    _check_output(args.output)
+    multitrack = _load(args)
+    params = get_mixer(args.method, seed=args.seed).predict(multitrack)
+    mix = _render(multitrack, params)
+    params_path = _params_path(args.output, args.params)
+    write_outputs(mix, multitrack.sample_rate, args.output, params, params_path)
+    _err.print(f"wrote {args.output} and {params_path} ({args.method}, {multitrack.num_tracks} stems, "
+               f"{multitrack.duration_s:.1f} s)")
+
+
+def _cmd_render(args: argparse.Namespace) -> None:
+    _check_output(args.output)
+    params = ConsoleParams.load(args.params)
+    multitrack = _load(args)
+    mix = _render(multitrack, params)
+    write_outputs(mix, multitrack.sample_rate, args.output)
+    _err.print(f"wrote {args.output}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    multitrack = _load(args)
+    table = Table(title=f"{args.stems}: {multitrack.num_tracks} stems, {multitrack.sample_rate} Hz, "
+                        f"{multitrack.duration_s:.2f} s")
+    for column in ("stem", "class", "channels", "duration (s)", "peak (dBFS)", "loudness (LUFS)"):
+        table.add_column(column, justify="left" if column in ("stem", "class") else "right")
+    for row in info_table(multitrack):
+        table.add_row(row["name"], row["instrument"], str(row["channels"]), f"{row['duration_s']:.2f}",
+                      f"{row['peak_dbfs']:.1f}", f"{row['loudness_lufs']:.1f}")
+    _out.print(table)
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from mixdown.console import render
+    from mixdown.data.demo import DEMO_SAMPLE_RATE, demo_multitrack_arrays
+    from mixdown.mixers import get_mixer
+
+    stems_dir = args.output / "stems"
+    stems_dir.mkdir(parents=True, exist_ok=True)
+    arrays = demo_multitrack_arrays(DEMO_SAMPLE_RATE)
+    for name, audio in arrays.items():
+        write_audio(stems_dir / f"{name}.wav", audio, DEMO_SAMPLE_RATE)
+    multitrack = Multitrack.from_arrays(arrays, DEMO_SAMPLE_RATE)
+    for method in ("mono", "rules"):
+        params = get_mixer(method).predict(multitrack)
+        output = args.output / f"mix_{method}.wav"
+        write_outputs(render(multitrack, params), DEMO_SAMPLE_RATE, output, params, _params_path(output, None))
+    _err.print(f"wrote {len(arrays)} demo stems to {stems_dir} and mixes mix_mono.wav, mix_rules.wav to {args.output}")
+
+
+_COMMANDS = {"mix": _cmd_mix, "render": _cmd_render, "info": _cmd_info, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 on success, 2 on a user error)."""
+    args = _build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = lambda message, *_args, **_kw: _err.print(f"warning: {message}", markup=False)
+        try:
+            _COMMANDS[args.command](args)
+        except MixdownError as exc:
+            _err.print(f"error: {exc}", markup=False)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            _err.print("interrupted")
+            return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

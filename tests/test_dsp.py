@@ -1,0 +1,270 @@
+"""Known-answer, reference and gradient checks for the console DSP."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyloudnorm
+import pytest
+import scipy.signal
+import torch
+
+from mixdown.dsp.compressor import compressor, static_gain_reduction
+from mixdown.dsp.eq import BAND_TYPE_IDS, BYPASS, biquad_coefficients, frequency_response, parametric_eq
+from mixdown.dsp.iir import biquad
+from mixdown.dsp.limiter import limit, true_peak_dbtp
+from mixdown.dsp.loudness import LoudnessMeter, integrated_loudness
+from mixdown.dsp.pan import pan, pan_gains
+from mixdown.dsp.reverb import impulse_response, reverb
+
+SR = 44100
+
+
+def _sine(freq: float, seconds: float, amplitude: float = 0.5, sr: int = SR) -> torch.Tensor:
+    t = torch.arange(int(seconds * sr), dtype=torch.float64) / sr
+    return amplitude * torch.sin(2 * math.pi * freq * t)
+
+
+def _db(x: float) -> float:
+    return 20 * math.log10(x)
+
+
+# --- EQ -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("band", ["peak", "low_shelf", "high_shelf"])
+@pytest.mark.parametrize("gain_db", [-12.0, -3.0, 6.0, 15.0])
+def test_eq_band_gain_at_its_frequency(band, gain_db):
+    """A bell's response at its centre equals its gain; a shelf reaches it deep in its shelf."""
+    freq = 1000.0
+    b, a = biquad_coefficients(torch.tensor(BAND_TYPE_IDS[band]), torch.tensor(freq, dtype=torch.float64),
+                               torch.tensor(gain_db, dtype=torch.float64), torch.tensor(0.707, dtype=torch.float64), SR)
+    probe = {"peak": freq, "low_shelf": 20.0, "high_shelf": 20000.0}[band]
+    response = frequency_response(b, a, torch.tensor([probe]), SR).abs()
+    assert _db(float(response[0])) == pytest.approx(gain_db, abs=0.1)
+
+
+def test_shelf_is_half_gain_at_its_corner():
+    """RBJ shelves pass half their dB gain at the corner frequency."""
+    b, a = biquad_coefficients(torch.tensor(BAND_TYPE_IDS["low_shelf"]), torch.tensor(200.0, dtype=torch.float64),
+                               torch.tensor(10.0, dtype=torch.float64), torch.tensor(0.707, dtype=torch.float64), SR)
+    assert _db(float(frequency_response(b, a, torch.tensor([200.0]), SR).abs()[0])) == pytest.approx(5.0, abs=0.1)
+
+
+@pytest.mark.parametrize("band,expect_db", [("highpass", -3.0), ("lowpass", -3.0)])
+def test_pass_filters_are_3db_down_at_cutoff(band, expect_db):
+    b, a = biquad_coefficients(torch.tensor(BAND_TYPE_IDS[band]), torch.tensor(500.0, dtype=torch.float64),
+                               torch.tensor(0.0, dtype=torch.float64), torch.tensor(1 / math.sqrt(2), dtype=torch.float64), SR)
+    assert _db(float(frequency_response(b, a, torch.tensor([500.0]), SR).abs()[0])) == pytest.approx(expect_db, abs=0.05)
+
+
+def test_eq_filtering_matches_its_analytic_response():
+    """A steady sine through a band cascade comes out scaled by the product of |H|."""
+    types = torch.tensor([[BAND_TYPE_IDS["peak"], BAND_TYPE_IDS["highpass"]]])
+    freq = torch.tensor([[1000.0, 300.0]], dtype=torch.float64)
+    gain = torch.tensor([[6.0, 0.0]], dtype=torch.float64)
+    q = torch.tensor([[1.0, 0.707]], dtype=torch.float64)
+    b, a = biquad_coefficients(types, freq, gain, q, SR)
+    for probe in (300.0, 1000.0, 3000.0):
+        expected = float(frequency_response(b[0], a[0], torch.tensor([probe]), SR).abs()[:, 0].prod())
+        with torch.no_grad():
+            y, _ = parametric_eq(_sine(probe, 0.5)[None, None], types, freq, gain, q, SR)
+        assert _db(float(y[0, 0, SR // 4:].abs().max()) / 0.5) == pytest.approx(_db(expected), abs=0.05)
+
+
+def test_biquad_matches_scipy_lfilter_and_streams():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 5000))
+    coeffs = [scipy.signal.iirpeak(w, 3.0) for w in (0.05, 0.2, 0.4)]
+    b = torch.tensor(np.stack([c[0] for c in coeffs]))
+    a = torch.tensor(np.stack([c[1] for c in coeffs]))
+    expected = np.stack([scipy.signal.lfilter(c[0], c[1], x[i], axis=-1) for i, c in enumerate(coeffs)])
+    with torch.no_grad():
+        whole, _ = biquad(torch.tensor(x), b, a)
+        first, state = biquad(torch.tensor(x[..., :1234]), b, a)
+        second, _ = biquad(torch.tensor(x[..., 1234:]), b, a, state)
+    np.testing.assert_allclose(whole.numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(torch.cat([first, second], -1).numpy(), expected, atol=1e-12)
+
+
+def test_unity_eq_bands_are_bit_exact():
+    x = torch.randn(2, 2, 1000)
+    types = torch.tensor([[BAND_TYPE_IDS["peak"], BAND_TYPE_IDS["low_shelf"], BYPASS]] * 2)
+    zeros = torch.zeros(2, 3)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            y, _ = parametric_eq(x, types, torch.full((2, 3), 500.0), zeros, torch.ones(2, 3), SR)
+        assert torch.equal(y, x)
+
+
+# --- pan ------------------------------------------------------------------------------
+
+def test_centre_pan_is_minus_3db_per_side_for_mono():
+    gains = pan_gains(torch.tensor([0.0]), torch.tensor([False]))[0]
+    assert _db(float(gains[0])) == pytest.approx(-3.01, abs=0.01)
+    assert _db(float(gains[1])) == pytest.approx(-3.01, abs=0.01)
+
+
+@pytest.mark.parametrize("position", np.linspace(-1, 1, 9).tolist())
+def test_pan_law_keeps_power_constant(position):
+    gains = pan_gains(torch.tensor([position]), torch.tensor([False]))[0]
+    assert float(gains.pow(2).sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_hard_pan_and_stereo_balance():
+    x = torch.randn(2, 2, 100)
+    out = pan(x, torch.tensor([-1.0, 0.0]), torch.tensor([False, True]))
+    assert torch.allclose(out[0, 0], x[0, 0], atol=1e-6) and out[0, 1].abs().max() < 1e-6  # hard left mono
+    assert torch.allclose(out[1], x[1], atol=1e-6)  # a centred stereo stem passes unchanged
+
+
+# --- compressor -----------------------------------------------------------------------
+
+def _settings(**values):
+    defaults = dict(threshold_db=-20.0, ratio=4.0, attack_ms=5.0, release_ms=200.0, knee_db=0.0, makeup_db=0.0)
+    defaults.update(values)
+    return [torch.tensor([defaults[k]], dtype=torch.float64) for k in
+            ("threshold_db", "ratio", "attack_ms", "release_ms", "knee_db", "makeup_db")]
+
+
+@pytest.mark.parametrize("threshold_db,ratio,level_db", [(-20.0, 4.0, -6.0), (-30.0, 2.0, -10.0), (-12.0, 10.0, -3.0)])
+def test_compressor_static_curve_on_a_steady_sine(threshold_db, ratio, level_db):
+    """Peak output of a steady sine above threshold is T + (L - T) / R within 0.5 dB.
+
+    A fast attack and slow release let the peak detector settle on the sine's peak, so
+    the output shows the static curve rather than the ballistics.
+    """
+    amplitude = 10 ** (level_db / 20)
+    x = _sine(1000.0, 1.0, amplitude)[None, None]
+    with torch.no_grad():
+        y, _ = compressor(x, *_settings(threshold_db=threshold_db, ratio=ratio, attack_ms=0.2, release_ms=500.0),
+                          sample_rate=SR)
+    out_db = _db(float(y[0, 0, SR // 2:].abs().max()))
+    assert out_db == pytest.approx(threshold_db + (level_db - threshold_db) / ratio, abs=0.5)
+
+
+def test_compressor_below_threshold_and_unity_ratio_are_transparent():
+    x = _sine(440.0, 0.3, 0.01)[None, None]  # -40 dBFS, under a -20 dB threshold
+    with torch.no_grad():
+        quiet, _ = compressor(x, *_settings(), sample_rate=SR)
+        bypass, _ = compressor(x * 50, *_settings(ratio=1.0), sample_rate=SR)
+    assert torch.allclose(quiet, x, atol=1e-12)
+    assert torch.equal(bypass, x * 50)
+
+
+def test_soft_knee_curve_is_continuous_and_matches_hard_outside_knee():
+    levels = torch.linspace(-40, 0, 401, dtype=torch.float64)
+    soft = static_gain_reduction(levels, -20.0, 4.0, 10.0)
+    hard = static_gain_reduction(levels, -20.0, 4.0, 0.0)
+    outside = (levels < -25) | (levels > -15)
+    assert torch.allclose(soft[outside], hard[outside])
+    assert soft.diff().abs().max() < 0.1  # no jumps
+
+
+def test_compressor_streams_identically():
+    x = torch.randn(2, 2, 4000, dtype=torch.float64) * 0.5
+    settings = [s.expand(2).clone() for s in _settings(knee_db=6.0)]
+    with torch.no_grad():
+        whole, _ = compressor(x, *settings, sample_rate=SR)
+        a, state = compressor(x[..., :1500], *settings, sample_rate=SR)
+        b, _ = compressor(x[..., 1500:], *settings, sample_rate=SR, state=state)
+    assert torch.allclose(torch.cat([a, b], -1), whole, atol=1e-12)
+
+
+# --- gradients (finite differences, float64) -------------------------------------------
+
+def test_biquad_gradients_match_finite_differences():
+    torch.manual_seed(0)
+    x = (torch.randn(2, 2, 200, dtype=torch.float64) * 0.5).requires_grad_()
+    b = torch.tensor([[0.2, 0.3, 0.1], [1.0, -1.5, 0.6]], dtype=torch.float64, requires_grad=True)
+    a = torch.tensor([[1.0, -0.5, 0.2], [1.0, -1.2, 0.5]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, b, a: biquad(x, b, a)[0], (x, b, a))
+
+
+def test_eq_parameter_gradients_match_finite_differences():
+    torch.manual_seed(1)
+    x = torch.randn(1, 1, 400, dtype=torch.float64)
+    types = torch.tensor([[BAND_TYPE_IDS["low_shelf"], BAND_TYPE_IDS["peak"], BAND_TYPE_IDS["highpass"]]])
+    freq = torch.tensor([[200.0, 2000.0, 60.0]], dtype=torch.float64, requires_grad=True)
+    gain = torch.tensor([[3.0, -4.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    q = torch.tensor([[0.7, 2.0, 0.7]], dtype=torch.float64, requires_grad=True)
+    fn = lambda f, g, q: parametric_eq(x, types, f, g, q, 8000)[0]  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (freq, gain, q), eps=1e-6, atol=1e-5)
+
+
+def test_compressor_gradients_match_finite_differences():
+    torch.manual_seed(2)
+    x = (torch.randn(2, 2, 300, dtype=torch.float64) * 0.5).requires_grad_()
+    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in
+              ([-20.0, -10.0], [4.0, 2.0], [1.0, 3.0], [10.0, 30.0], [6.0, 3.0], [2.0, 1.0])]
+    assert torch.autograd.gradcheck(lambda *a: compressor(*a, sample_rate=8000)[0], (x, *params), eps=1e-6, atol=1e-4)
+
+
+def test_reverb_decay_gradient_matches_finite_difference():
+    send = torch.randn(1, 2, 300, dtype=torch.float64)
+    decay = torch.tensor(0.0512, dtype=torch.float64, requires_grad=True)  # away from a tap-count step
+    fn = lambda d: reverb(send, impulse_response(d, 0.0, 8000))[0].pow(2).sum()  # noqa: E731
+    fn(decay).backward()
+    eps = 1e-6
+    numeric = (fn(decay.detach() + eps) - fn(decay.detach() - eps)) / (2 * eps)
+    assert float(decay.grad) == pytest.approx(float(numeric), rel=1e-3)
+
+
+# --- reverb ---------------------------------------------------------------------------
+
+def test_reverb_impulse_response_decays_60db_in_decay_time():
+    ir = impulse_response(torch.tensor(1.0, dtype=torch.float64), 0.0, 8000)
+    energy = ir.pow(2).sum(0)
+    early = energy[:400].mean()  # first 50 ms
+    late = energy[int(0.9 * 8000):int(0.95 * 8000)].mean()
+    decay_db_per_s = 10 * math.log10(float(early / late)) / (0.925 - 0.025)
+    assert decay_db_per_s == pytest.approx(60.0, rel=0.15)
+
+
+def test_reverb_streaming_equals_one_block():
+    send = torch.randn(1, 2, 3000)
+    ir = impulse_response(torch.tensor(0.2), 10.0, 8000)
+    whole, _ = reverb(send, ir)
+    a, tail = reverb(send[..., :1000], ir)
+    b, tail = reverb(send[..., 1000:2100], ir, tail)
+    c, _ = reverb(send[..., 2100:], ir, tail)
+    assert torch.allclose(torch.cat([a, b, c], -1), whole, atol=1e-5)
+
+
+# --- loudness and limiter -------------------------------------------------------------
+
+@pytest.mark.parametrize("sr", [44100, 48000, 22050])
+def test_loudness_matches_pyloudnorm(sr):
+    rng = np.random.default_rng(sr)
+    x = (rng.standard_normal((2, sr * 6)) * 0.1).astype(np.float32)
+    x[:, : sr * 2] *= 0.01  # a quiet intro the relative gate must drop
+    reference = pyloudnorm.Meter(sr, filter_class="DeMan").integrated_loudness(x.T.astype(np.float64))
+    ours = float(integrated_loudness(torch.from_numpy(x)[None], sr)[0])
+    meter = LoudnessMeter(sr)
+    for start in range(0, x.shape[1], 7777):
+        meter.update(torch.from_numpy(x[None, :, start:start + 7777]))
+    assert ours == pytest.approx(reference, abs=0.01)
+    assert float(meter.integrated()[0]) == pytest.approx(ours, abs=1e-4)
+
+
+def test_loudness_of_a_997hz_sine_is_minus_3_lufs_per_channel_pair():
+    """BS.1770: a 0 dBFS 997 Hz sine in one channel reads -3.01 LUFS."""
+    x = torch.zeros(1, 2, SR * 3)
+    x[0, 0] = _sine(997.0, 3.0, 1.0).float()
+    assert float(integrated_loudness(x, SR)[0]) == pytest.approx(-3.01, abs=0.05)
+
+
+def test_true_peak_finds_intersample_peaks():
+    sr = 48000
+    t = np.arange(sr) / sr
+    x = np.stack([np.sin(2 * np.pi * sr / 4 * t + np.pi / 4)] * 2)  # samples at 0.707, true peak 1.0
+    assert _db(np.abs(x).max()) == pytest.approx(-3.01, abs=0.01)
+    assert true_peak_dbtp(x) == pytest.approx(0.0, abs=0.1)
+
+
+def test_limiter_respects_ceiling_and_leaves_quiet_audio_alone():
+    t = np.arange(SR) / SR
+    loud = np.stack([1.5 * np.sin(2 * np.pi * 997 * t)] * 2).astype(np.float32)
+    quiet = loud * 0.1
+    assert true_peak_dbtp(limit(loud, -1.0, SR)) <= -1.0 + 1e-6
+    np.testing.assert_array_equal(limit(quiet, -1.0, SR), quiet)
