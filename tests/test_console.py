@@ -38,7 +38,7 @@ def _multitrack(seconds: float = 2.0, seed: int = 0) -> Multitrack:
 
 def _full_chain(multitrack: Multitrack) -> ConsoleParams:
     channels = [
-        ChannelParams(name=name, instrument=instrument, gain_db=-2.0 * i, pan=-0.6 + 0.5 * i,
+        ChannelParams(name=name, instrument=instrument, gain_db=-2.0 * i, pan=round(-0.6 + 0.5 * i, 3),
                       eq=[EQBand("highpass", 60.0), EQBand("peak", 900.0, 5.0, 1.5), EQBand("high_shelf", 7000.0, -4.0)],
                       compressor=CompressorParams(-24.0, 4.0, 3.0, 120.0, 6.0, 4.0), reverb_send_db=-10.0)
         for i, (name, instrument) in enumerate(zip(multitrack.names, multitrack.instruments))
@@ -159,3 +159,15 @@ def test_long_session_streams_from_files(tmp_path):
     on_disk = load_multitrack(tmp_path, in_memory=False)
     params = _full_chain(multitrack)
     np.testing.assert_allclose(render(on_disk, params, chunk_frames=8192), render(multitrack, params), atol=1e-6)
+
+
+def test_settings_names_match_the_dsp_functions():
+    """Field names of the JSON schema are the keyword names of the processors they drive."""
+    import inspect
+    from dataclasses import fields
+
+    from mixdown.dsp.compressor import compressor
+
+    assert {f.name for f in fields(CompressorParams)} <= set(inspect.signature(compressor).parameters)
+    tensor_fields = {f.name for f in fields(ConsoleTensors)}
+    assert {f.name for f in fields(CompressorParams)} <= tensor_fields

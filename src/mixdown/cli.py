@@ -25,6 +25,7 @@ from mixdown.multitrack import Multitrack, info_table, load_class_map, load_mult
 from mixdown.params import ConsoleParams
 
 EXIT_ERROR = 2
+DEMO_SAMPLE_RATE = 44100
 
 _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)
@@ -140,7 +141,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from mixdown.console import render
-    from mixdown.data.demo import DEMO_SAMPLE_RATE, demo_multitrack_arrays
+    from mixdown.data.demo import demo_multitrack_arrays
     from mixdown.mixers import get_mixer
 
     stems_dir = args.output / "stems"

@@ -26,6 +26,13 @@ EQ_BAND_TYPES = ("highpass", "low_shelf", "peak", "high_shelf", "lowpass")
 """Biquad band types a channel EQ may hold (RBJ Audio-EQ-Cookbook shapes)."""
 
 MAX_EQ_BANDS = 8
+MAX_FREQ_FRACTION = 0.49
+"""Band frequencies must stay under this fraction of the sample rate (below Nyquist)."""
+
+
+def clamp_freq_hz(freq_hz: float, sample_rate: int) -> float:
+    """``freq_hz`` pulled under the highest band frequency usable at ``sample_rate``."""
+    return min(freq_hz, round(0.45 * sample_rate, 1))
 
 
 @dataclass(frozen=True)
@@ -243,7 +250,7 @@ class ConsoleParams:
                 SPECS["freq_hz"].check(band.freq_hz, f"{bwhere}.freq_hz")
                 SPECS["eq_gain_db"].check(band.gain_db, f"{bwhere}.gain_db")
                 SPECS["q"].check(band.q, f"{bwhere}.q")
-                if band.freq_hz >= 0.49 * self.sample_rate:
+                if band.freq_hz >= MAX_FREQ_FRACTION * self.sample_rate:
                     raise ParamsError(
                         f"{bwhere}.freq_hz: {band.freq_hz:g} Hz is at or above Nyquist "
                         f"for {self.sample_rate} Hz audio"

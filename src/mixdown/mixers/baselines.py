@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mixdown.multitrack import Multitrack
-from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand, default_channel
+from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand, clamp_freq_hz, default_channel
 
 
 class MonoMixer:
@@ -43,6 +43,6 @@ class RandomMixer:
                 name=name, instrument=instrument, gain_db=r(-20, 0), pan=r(-1, 1),
                 eq=[EQBand("low_shelf", r(60, 250), r(-9, 9), 0.707),
                     EQBand("peak", round(float(np.exp(rng.uniform(np.log(200), np.log(5000)))), 1), r(-9, 9), r(0.5, 3)),
-                    EQBand("high_shelf", r(3000, 12000), r(-9, 9), 0.707)],
+                    EQBand("high_shelf", clamp_freq_hz(r(3000, 12000), multitrack.sample_rate), r(-9, 9), 0.707)],
                 compressor=compressor, reverb_send_db=r(-40, -10)))
         return ConsoleParams(channels=channels, sample_rate=multitrack.sample_rate, method=self.name)

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mixdown.console import channel_loudness
 from mixdown.multitrack import Multitrack
-from mixdown.params import SPECS, ChannelParams, CompressorParams, ConsoleParams, EQBand
+from mixdown.params import SPECS, ChannelParams, CompressorParams, ConsoleParams, EQBand, clamp_freq_hz
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ class RulesMixer:
         channels = []
         for i, (name, instrument) in enumerate(zip(multitrack.names, multitrack.instruments, strict=True)):
             rule = RULES[instrument]
-            eq = ([EQBand("highpass", rule.highpass_hz, 0.0, 0.707)] if rule.highpass_hz else []) + list(rule.eq)
+            eq = [replace(band, freq_hz=clamp_freq_hz(band.freq_hz, multitrack.sample_rate)) for band in
+                  ([EQBand("highpass", rule.highpass_hz, 0.0, 0.707)] if rule.highpass_hz else []) + list(rule.eq)]
             compressor = None
             if rule.ratio is not None:
                 peak = float(np.abs(multitrack.stem_audio(i)).max())
