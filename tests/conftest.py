@@ -40,3 +40,33 @@ def write_stem(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's chromium, which `.ci/run` installs for the browser tests."""
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Flags for a closed network: without the background-networking ones chromium floods refused connections."""
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """A headless Playwright ``Browser`` on Debian's chromium (skips where it is not installed)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -3,14 +3,23 @@
 Every subcommand calls the library; this module only parses arguments, shows progress
 and turns `MixdownError` into a one-line message with exit code 2. Outputs are written
 atomically, and a command that fails leaves no output file behind.
+
+The core commands (mix, render, info, demo) live here. Each feature adds its own
+commands from a module of `mixdown.commands` listed in `COMMAND_MODULES`: the module
+defines ``register(subparsers)``, which adds its parsers and sets ``handler`` on each
+with ``parser.set_defaults(handler=...)``; handlers take the parsed namespace and may
+use the shared helpers below (`add_stem_options`, `load_stems`, `progress`,
+`check_output`, `write_outputs`, `err`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +36,15 @@ from mixdown.params import ConsoleParams
 EXIT_ERROR = 2
 DEMO_SAMPLE_RATE = 44100
 
-_err = Console(stderr=True, highlight=False)
+COMMAND_MODULES: tuple[str, ...] = ()
+"""Modules of `mixdown.commands` that add subcommands (see the module docstring)."""
+
+err = Console(stderr=True, highlight=False)
+"""Where messages and progress go (stderr)."""
 _out = Console(highlight=False)
 
 
-def _add_stem_options(parser: argparse.ArgumentParser) -> None:
+def add_stem_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stems", type=Path, help="folder of stems (.wav/.flac/.aif/.aiff)")
     parser.add_argument("--class-map", type=Path, help="YAML/JSON file mapping stem names or globs to classes")
     parser.add_argument("--sample-rate", type=int, help="resample every stem to this rate (default: most common)")
@@ -46,22 +59,28 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     mix = sub.add_parser("mix", help="mix a folder of stems; writes the mix and its console settings")
-    _add_stem_options(mix)
+    mix.set_defaults(handler=_cmd_mix)
+    add_stem_options(mix)
     mix.add_argument("-o", "--output", type=Path, required=True, help="mix file to write (.wav/.flac)")
     mix.add_argument("--method", default="rules", choices=sorted(MIXERS), help="mixing method (default rules)")
     mix.add_argument("--seed", type=int, help="seed for stochastic methods (random)")
     mix.add_argument("--params", type=Path, help="where to write the settings (default OUTPUT.params.json)")
 
     render = sub.add_parser("render", help="render stems with a (possibly edited) params JSON")
-    _add_stem_options(render)
+    render.set_defaults(handler=_cmd_render)
+    add_stem_options(render)
     render.add_argument("params", type=Path, help="console settings JSON")
     render.add_argument("-o", "--output", type=Path, required=True, help="mix file to write (.wav/.flac)")
 
     info = sub.add_parser("info", help="show the stems found in a folder")
-    _add_stem_options(info)
+    info.set_defaults(handler=_cmd_info)
+    add_stem_options(info)
 
     demo = sub.add_parser("demo", help="write the bundled demo stems and their mixes to a folder")
+    demo.set_defaults(handler=_cmd_demo)
     demo.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -69,27 +88,39 @@ def _params_path(output: Path, given: Path | None) -> Path:
     return given if given is not None else output.with_name(output.stem + ".params.json")
 
 
-def _check_output(path: Path) -> None:
+def check_output(path: Path) -> None:
+    """Refuse an output path with a non-audio suffix or a missing folder, before any work."""
     if path.suffix.lower() not in (".wav", ".flac", ".aif", ".aiff"):
         raise MixdownError(f"{path}: the output must end in .wav, .flac, .aif or .aiff")
     if not path.parent.is_dir():
         raise MixdownError(f"{path.parent}: output folder does not exist")
 
 
-def _load(args: argparse.Namespace) -> Multitrack:
+def load_stems(args: argparse.Namespace) -> Multitrack:
+    """The multitrack named by the options of `add_stem_options`."""
     class_map = load_class_map(args.class_map) if args.class_map else None
     if args.max_stems < 1:
         raise MixdownError(f"--max-stems must be at least 1, got {args.max_stems}")
     return load_multitrack(args.stems, sample_rate=args.sample_rate, class_map=class_map, max_stems=args.max_stems)
 
 
+@contextmanager
+def progress(label: str, total: float) -> Iterator[Callable[[float, float], None]]:
+    """A transient progress bar on stderr (shown on terminals only).
+
+    Yields a callback ``update(done, total)`` matching the library's ``progress`` arguments.
+    """
+    with Progress(TextColumn(label), BarColumn(), TimeRemainingColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def _render(multitrack: Multitrack, params: ConsoleParams) -> np.ndarray:
     from mixdown.console import render
 
-    with Progress(TextColumn("rendering"), BarColumn(), TimeRemainingColumn(), console=_err, transient=True,
-                  disable=not _err.is_terminal) as progress:
-        task = progress.add_task("render", total=multitrack.num_frames)
-        return render(multitrack, params, progress=lambda done, total: progress.update(task, completed=done))
+    with progress("rendering", multitrack.num_frames) as update:
+        return render(multitrack, params, progress=update)
 
 
 def write_outputs(mix: np.ndarray, sample_rate: int, output: Path, params: ConsoleParams | None = None,
@@ -108,27 +139,27 @@ def write_outputs(mix: np.ndarray, sample_rate: int, output: Path, params: Conso
 def _cmd_mix(args: argparse.Namespace) -> None:
     from mixdown.mixers import get_mixer
 
-    _check_output(args.output)
-    multitrack = _load(args)
+    check_output(args.output)
+    multitrack = load_stems(args)
     params = get_mixer(args.method, seed=args.seed).predict(multitrack)
     mix = _render(multitrack, params)
     params_path = _params_path(args.output, args.params)
     write_outputs(mix, multitrack.sample_rate, args.output, params, params_path)
-    _err.print(f"wrote {args.output} and {params_path} ({args.method}, {multitrack.num_tracks} stems, "
+    err.print(f"wrote {args.output} and {params_path} ({args.method}, {multitrack.num_tracks} stems, "
                f"{multitrack.duration_s:.1f} s)")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
-    _check_output(args.output)
+    check_output(args.output)
     params = ConsoleParams.load(args.params)
-    multitrack = _load(args)
+    multitrack = load_stems(args)
     mix = _render(multitrack, params)
     write_outputs(mix, multitrack.sample_rate, args.output)
-    _err.print(f"wrote {args.output}")
+    err.print(f"wrote {args.output}")
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    multitrack = _load(args)
+    multitrack = load_stems(args)
     table = Table(title=f"{args.stems}: {multitrack.num_tracks} stems, {multitrack.sample_rate} Hz, "
                         f"{multitrack.duration_s:.2f} s")
     for column in ("stem", "class", "channels", "duration (s)", "peak (dBFS)", "loudness (LUFS)"):
@@ -154,10 +185,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         params = get_mixer(method).predict(multitrack)
         output = args.output / f"mix_{method}.wav"
         write_outputs(render(multitrack, params), DEMO_SAMPLE_RATE, output, params, _params_path(output, None))
-    _err.print(f"wrote {len(arrays)} demo stems to {stems_dir} and mixes mix_mono.wav, mix_rules.wav to {args.output}")
-
-
-_COMMANDS = {"mix": _cmd_mix, "render": _cmd_render, "info": _cmd_info, "demo": _cmd_demo}
+    err.print(f"wrote {len(arrays)} demo stems to {stems_dir} and mixes mix_mono.wav, mix_rules.wav to {args.output}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,14 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
-        warnings.showwarning = lambda message, *_args, **_kw: _err.print(f"warning: {message}", markup=False)
+        warnings.showwarning = lambda message, *_args, **_kw: err.print(f"warning: {message}", markup=False)
         try:
-            _COMMANDS[args.command](args)
+            args.handler(args)
         except MixdownError as exc:
-            _err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {exc}", markup=False)
             return EXIT_ERROR
         except KeyboardInterrupt:
-            _err.print("interrupted")
+            err.print("interrupted")
             return 130
     return 0
 

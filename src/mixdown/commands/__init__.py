@@ -1,0 +1,1 @@
+"""Subcommands of the `mixdown` CLI, one module per feature (see `mixdown.cli`)."""
