@@ -29,7 +29,7 @@ from rich.table import Table
 
 from mixdown import __version__
 from mixdown.audio import atomic_write_text, write_audio
-from mixdown.errors import MixdownError
+from mixdown.errors import MixdownError, ParamsError
 from mixdown.multitrack import Multitrack, info_table, load_class_map, load_multitrack
 from mixdown.params import ConsoleParams
 
@@ -140,10 +140,12 @@ def _cmd_mix(args: argparse.Namespace) -> None:
     from mixdown.mixers import get_mixer
 
     check_output(args.output)
+    params_path = _params_path(args.output, args.params)
+    if not params_path.parent.is_dir():
+        raise MixdownError(f"{params_path.parent}: folder for the settings does not exist")
     multitrack = load_stems(args)
     params = get_mixer(args.method, seed=args.seed).predict(multitrack)
     mix = _render(multitrack, params)
-    params_path = _params_path(args.output, args.params)
     write_outputs(mix, multitrack.sample_rate, args.output, params, params_path)
     err.print(f"wrote {args.output} and {params_path} ({args.method}, {multitrack.num_tracks} stems, "
                f"{multitrack.duration_s:.1f} s)")
@@ -153,7 +155,10 @@ def _cmd_render(args: argparse.Namespace) -> None:
     check_output(args.output)
     params = ConsoleParams.load(args.params)
     multitrack = load_stems(args)
-    mix = _render(multitrack, params)
+    try:
+        mix = _render(multitrack, params)
+    except ParamsError as exc:  # settings that do not fit these stems
+        raise ParamsError(f"{args.params}: {exc}") from None
     write_outputs(mix, multitrack.sample_rate, args.output)
     err.print(f"wrote {args.output}")
 
@@ -176,7 +181,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from mixdown.mixers import get_mixer
 
     stems_dir = args.output / "stems"
-    stems_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        stems_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MixdownError(f"{stems_dir}: cannot create the folder ({exc.strerror})") from None
     arrays = demo_multitrack_arrays(DEMO_SAMPLE_RATE)
     for name, audio in arrays.items():
         write_audio(stems_dir / f"{name}.wav", audio, DEMO_SAMPLE_RATE)
@@ -188,16 +196,21 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     err.print(f"wrote {len(arrays)} demo stems to {stems_dir} and mixes mix_mono.wav, mix_rules.wav to {args.output}")
 
 
+def _say(line: str) -> None:
+    """Print ``line`` to stderr verbatim: one line, never wrapped to the terminal width."""
+    err.print(line, markup=False, emoji=False, soft_wrap=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 on success, 2 on a user error)."""
     args = _build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
-        warnings.showwarning = lambda message, *_args, **_kw: err.print(f"warning: {message}", markup=False)
+        warnings.showwarning = lambda message, *_args, **_kw: _say(f"warning: {message}")
         try:
             args.handler(args)
         except MixdownError as exc:
-            err.print(f"error: {exc}", markup=False)
+            _say(f"error: {exc}")
             return EXIT_ERROR
         except KeyboardInterrupt:
             err.print("interrupted")

@@ -308,6 +308,7 @@ _NESTED = {
     "reverb": ReverbParams,
 }
 _LIST_KEYS = {"channels", "eq"}
+_NULLABLE = {"compressor"}
 
 
 def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
@@ -317,7 +318,8 @@ def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ParamsError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        paths = ", ".join(f"{where}.{key}" for key in unknown)
+        raise ParamsError(f"{paths}: unknown key; expected some of {sorted(known)}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         sub = f"{where}.{key}"
@@ -326,7 +328,7 @@ def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
             if not isinstance(value, list):
                 raise ParamsError(f"{sub}: expected a list, got {type(value).__name__}")
             kwargs[key] = [_parse_dataclass(nested, item, f"{sub}[{i}]") for i, item in enumerate(value)]
-        elif nested is None or value is None:
+        elif nested is None or (value is None and key in _NULLABLE):
             kwargs[key] = value
         else:
             kwargs[key] = _parse_dataclass(nested, value, sub)

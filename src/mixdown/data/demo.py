@@ -46,10 +46,17 @@ _COMP_RHYTHMS_FOR: dict[str, tuple[str, ...]] = {
     "half_time": ("whole", "halves"),
     "four_on_the_floor": ("offbeats", "pushes", "halves"),
 }
+PITCHED_STEMS: tuple[str, ...] = ("bass", "keys", "guitar", "lead")
+"""Stems played from a pitched part of the score (``Song.parts``)."""
+_REPLACEABLE = ins.DRUM_PIECES + PITCHED_STEMS
 _STREAMS = {name: i for i, name in enumerate(ins.DRUM_PIECES + AVAILABLE_STEMS)}
 _SCORE, _SOUND, _LEVEL = 0, 1, 2  # purposes of the random streams
 _LEVEL_RANGE_DB = (-12.0, -3.0)
 _DC_BLOCK_HZ = 20.0
+
+MIN_FULL_DURATION_S = ins.bar_seconds(min(low for low, _ in _TEMPO_RANGES_BPM.values()))
+"""Shortest song in which every stem sounds (3 s): one bar at the slowest tempo. The toms
+play only at the end of each bar, so in a shorter song a stem may get no note and be silent."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +163,18 @@ def _render_kit_piece(piece: str, song: Song, n_samples: int, sample_rate: int) 
 
 
 def _render_stem(
-    name: str, song: Song, n_samples: int, sample_rate: int, kit: Mapping[str, np.ndarray]
+    name: str,
+    song: Song,
+    n_samples: int,
+    sample_rate: int,
+    kit: Mapping[str, np.ndarray],
+    sources: Mapping[str, np.ndarray],
 ) -> np.ndarray:
     """Render one stem before normalisation: ``(samples,)`` or ``(2, samples)`` for overhead."""
     if name in ins.DRUM_PIECES:
         return kit[name]
+    if name in sources:
+        return sources[name]
     rng = _rng(song.seed, _SOUND, name)
     if name == "overhead":
         return ins.overheads(kit, sample_rate, rng, width=rng.uniform(0.8, 1.0))
@@ -199,6 +213,8 @@ def synthesize_song(
     duration_s: float = 12.0,
     stems: tuple[str, ...] = DEMO_STEMS,
     extra: tuple[str, ...] = (),
+    *,
+    sources: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Render a synthetic song as separate, unmixed stems.
 
@@ -209,11 +225,17 @@ def synthesize_song(
         duration_s: Length of every stem in seconds.
         stems: Stems to render, from :data:`AVAILABLE_STEMS`.
         extra: More stems appended to ``stems``, e.g. ``("guitar", "lead")``.
+        sources: Dry renders of this song's score by other means (e.g. sample libraries,
+            :mod:`mixdown.data.samples`) that replace the synthesized voices: kit pieces of
+            ``instruments.DRUM_PIECES`` (the overhead and room mics then pick them up too) or
+            the pitched stems ``bass``, ``keys``, ``guitar``, ``lead``; mono float arrays of
+            shape ``(samples,)``. They are DC-blocked and levelled like the synthesized ones.
 
     Returns:
         Stem name -> float32 array of shape ``(channels, samples)`` with
         ``samples = round(duration_s * sample_rate)``; ``overhead`` has 2 channels, every
-        other stem 1. Each stem peaks at its own level in [-12, -3] dBFS.
+        other stem 1. Each stem peaks at its own level in [-12, -3] dBFS; if ``duration_s``
+        is under :data:`MIN_FULL_DURATION_S` a stem with no note in that time is all zeros.
     """
     names = tuple(stems) + tuple(extra)
     unknown = [name for name in names if name not in AVAILABLE_STEMS]
@@ -225,12 +247,22 @@ def synthesize_song(
         raise ValueError(f"sample_rate must be an integer >= 8000, got {sample_rate!r}")
     song = compose_song(seed, duration_s)
     n_samples = round(duration_s * sample_rate)
+    sources = dict(sources or {})
+    unusable = [name for name in sources if name not in _REPLACEABLE]
+    if unusable:
+        raise ValueError(f"sources {unusable} cannot replace a voice; expected some of {_REPLACEABLE}")
+    bad_shapes = {name: np.shape(x) for name, x in sources.items() if np.shape(x) != (n_samples,)}
+    if bad_shapes:
+        raise ValueError(f"sources must have shape ({n_samples},), got {bad_shapes}")
     needs_full_kit = any(name in ("overhead", "room") for name in names)
     pieces = ins.DRUM_PIECES if needs_full_kit else tuple(p for p in ins.DRUM_PIECES if p in names)
-    kit = {piece: _render_kit_piece(piece, song, n_samples, sample_rate) for piece in pieces}
+    kit = {
+        piece: sources[piece] if piece in sources else _render_kit_piece(piece, song, n_samples, sample_rate)
+        for piece in pieces
+    }
     return {
         name: _finish(
-            _render_stem(name, song, n_samples, sample_rate, kit),
+            _render_stem(name, song, n_samples, sample_rate, kit, sources),
             float(_rng(song.seed, _LEVEL, name).uniform(*_LEVEL_RANGE_DB)),
             sample_rate,
         )

@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from scipy import signal
 
@@ -108,6 +109,10 @@ _SNARE_STEPS: dict[str, tuple[int, ...]] = {
     "four_on_the_floor": (4, 12),
 }
 
+VELOCITY_LAYERS = 32
+"""Drum voices shape a hit's timbre from its velocity rounded to this many steps (a sampler's
+velocity layers) and cache each shape; the hit's level follows the exact velocity."""
+
 # The six square-wave frequencies of the Roland TR-808 cymbal/hi-hat circuit.
 _METAL_HZ = np.array([205.3, 304.4, 369.6, 522.7, 540.0, 800.0])
 
@@ -135,7 +140,7 @@ _ROOM_GAINS: dict[str, float] = {
 
 def midi_to_hz(pitch: float | np.ndarray) -> float | np.ndarray:
     """Equal-tempered frequency of a MIDI pitch (69 = A4 = 440 Hz); fractional pitches allowed."""
-    return 440.0 * 2.0 ** ((np.asarray(pitch, dtype=np.float64) - 69.0) / 12.0)
+    return 440.0 * np.exp2((np.asarray(pitch, dtype=np.float64) - 69.0) / 12.0)
 
 
 def _check_render_args(events: Sequence[Event], n_samples: int, sample_rate: int, pitched: bool) -> None:
@@ -195,6 +200,26 @@ def _metal(n: int, sample_rate: int, rng: np.random.Generator, ratio: float = 1.
     t = np.arange(n) / sample_rate
     phases = (_METAL_HZ[:, None] * ratio * t + rng.uniform(0.0, 1.0, (len(_METAL_HZ), 1))) % 1.0
     return np.where(phases < 0.5, 1.0, -1.0).sum(axis=0) / len(_METAL_HZ)
+
+
+def _metal_segments(
+    lengths: Sequence[int], sample_rate: int, rng: np.random.Generator, ratio: float = 1.0
+) -> list[np.ndarray]:
+    """One :func:`_metal` segment per hit, each read from a random point of a single long render.
+
+    The six frequencies are incommensurate, so every offset is a fresh combination of oscillator
+    phases; rendering the cluster once (longest hit + 1 s) costs one buffer instead of one per hit.
+    """
+    if not lengths:
+        return []
+    bank = _metal(max(lengths) + sample_rate, sample_rate, rng, ratio)
+    starts = rng.integers(0, len(bank) - np.asarray(lengths) + 1)
+    return [bank[start : start + n] for start, n in zip(starts, lengths, strict=True)]
+
+
+def _velocity_layer(velocity: float) -> float:
+    """``velocity`` rounded to one of :data:`VELOCITY_LAYERS` steps, for caching a hit's timbre."""
+    return round(velocity * VELOCITY_LAYERS) / VELOCITY_LAYERS
 
 
 def _polyblep_saw(cycles_per_sample: np.ndarray, phase0: float) -> np.ndarray:
@@ -627,6 +652,8 @@ def kick(
 ) -> np.ndarray:
     """Kick drum: an exponentially pitch-swept, decaying sine with a short noise click.
 
+    Harder hits sweep from higher (timbre in :data:`VELOCITY_LAYERS` steps) and are louder.
+
     Args:
         events: Hits; ``duration_s`` and ``pitch`` are ignored.
         n_samples: Length of the output buffer.
@@ -647,10 +674,14 @@ def kick(
     envelope = np.exp(-t / decay_s)
     n_click = round(0.006 * sample_rate)
     click_env = np.exp(-t[:n_click] / 0.0012)
+    bodies: dict[float, np.ndarray] = {}  # saturated body per velocity layer
     for event in events:
         v = event.velocity
-        body = np.sin(steady + (start_hz - end_hz) * (0.75 + 0.25 * v) * per_hz) * envelope
-        hit = v * np.tanh(1.5 * body) / np.tanh(1.5)
+        layer = _velocity_layer(v)
+        if layer not in bodies:
+            body = np.sin(steady + (start_hz - end_hz) * (0.75 + 0.25 * layer) * per_hz) * envelope
+            bodies[layer] = np.tanh(1.5 * body) / np.tanh(1.5)
+        hit = v * bodies[layer]
         hit[:n_click] += 0.3 * v * v * click_env * rng.standard_normal(n_click)
         _add_at(out, _fade(hit, sample_rate, 0.0003, 0.01), event.onset_s, sample_rate)
     return out
@@ -727,10 +758,10 @@ def hihat(
     _check_render_args(events, n_samples, sample_rate, pitched=False)
     out = np.zeros(n_samples)
     sos = signal.butter(4, _corner(cutoff_hz, sample_rate), "highpass", fs=sample_rate, output="sos")
-    for event in events:
-        n = round((event.duration_s + 0.012) * sample_rate)
+    lengths = [round((event.duration_s + 0.012) * sample_rate) for event in events]
+    for event, n, metal in zip(events, lengths, _metal_segments(lengths, sample_rate, rng), strict=True):
         t = np.arange(n) / sample_rate
-        source = 0.6 * _metal(n, sample_rate, rng) + 0.4 * rng.standard_normal(n)
+        source = 0.6 * metal + 0.4 * rng.standard_normal(n)
         hit = event.velocity * signal.sosfilt(sos, source) * np.exp(-t / (decay_ratio * event.duration_s))
         _add_at(out, _fade(hit, sample_rate, 0.0002, 0.012), event.onset_s, sample_rate)
     return out
@@ -748,7 +779,8 @@ def tom(
 ) -> np.ndarray:
     """Tom: a membrane (modes 1 and 1.59) swept down to ``pitch_hz``, plus a stick click.
 
-    Typical tunings: rack tom ~140-200 Hz, floor tom ~80-110 Hz.
+    Typical tunings: rack tom ~140-200 Hz, floor tom ~80-110 Hz. Harder hits overshoot more
+    (timbre in :data:`VELOCITY_LAYERS` steps) and are louder.
 
     Args:
         events: Hits; ``duration_s`` and ``pitch`` are ignored.
@@ -774,12 +806,16 @@ def tom(
     envelope_2 = 0.3 * np.exp(-t[:n_mode_2] / (0.4 * decay_s))
     n_stick = round(0.03 * sample_rate)
     stick_env = np.exp(-t[:n_stick] / 0.005)
+    bodies: dict[float, np.ndarray] = {}  # saturated membrane per velocity layer
     for event in events:
         v = event.velocity
-        phase = steady + sweep * v * pitch_hz * per_hz
-        body = np.sin(phase) * envelope
-        body[:n_mode_2] += np.sin(1.59 * phase[:n_mode_2]) * envelope_2
-        hit = v * np.tanh(1.3 * body) / np.tanh(1.3)
+        layer = _velocity_layer(v)
+        if layer not in bodies:
+            phase = steady + sweep * layer * pitch_hz * per_hz
+            body = np.sin(phase) * envelope
+            body[:n_mode_2] += np.sin(1.59 * phase[:n_mode_2]) * envelope_2
+            bodies[layer] = np.tanh(1.3 * body) / np.tanh(1.3)
+        hit = v * bodies[layer]
         hit[:n_stick] += 0.3 * v * stick_env * signal.sosfilt(stick_sos, rng.standard_normal(n_stick))
         _add_at(out, _fade(hit, sample_rate, 0.0003, 0.01), event.onset_s, sample_rate)
     return out
@@ -812,8 +848,8 @@ def crash(
     sos = signal.butter(2, _corner(cutoff_hz, sample_rate), "highpass", fs=sample_rate, output="sos")
     n = round(6.0 * decay_s * sample_rate)
     envelope = np.exp(-np.arange(n) / (decay_s * sample_rate))
-    for event in events:
-        source = 0.5 * _metal(n, sample_rate, rng, ratio=1.41) + 0.5 * rng.standard_normal(n)
+    for event, metal in zip(events, _metal_segments([n] * len(events), sample_rate, rng, ratio=1.41), strict=True):
+        source = 0.5 * metal + 0.5 * rng.standard_normal(n)
         hit = event.velocity * signal.sosfilt(sos, source) * envelope
         _add_at(out, _fade(hit, sample_rate, 0.001, 0.05), event.onset_s, sample_rate)
     return out
@@ -992,22 +1028,65 @@ def keys(
         t = np.arange(round((event.duration_s + release_s) * sample_rate)) / sample_rate
         f0 = midi_to_hz(event.pitch + 0.015 * rng.standard_normal())
         tau = decay_s * math.sqrt(261.63 / f0)
-        # z**k = exp(-k t / tau) * exp(i 2 pi k f0 t): all partials by repeated multiplication.
-        z = np.exp(t * complex(-1.0 / tau, 2.0 * np.pi * f0))
-        power = z.copy()
-        note = np.zeros(len(t))
-        ratio = brightness * (0.6 + 0.4 * v)
-        for k in range(n_partials):
-            if (k + 1) * f0 >= 0.45 * sample_rate:
-                break
-            note += ratio**k * power.imag
-            power *= z
+        audible = min(n_partials, math.ceil(0.45 * sample_rate / f0) - 1)
+        amplitudes = (brightness * (0.6 + 0.4 * v)) ** np.arange(audible)
+        note = _damped_harmonics(len(t), f0 / sample_rate, 1.0 / (tau * sample_rate), amplitudes)
         if 7.0 * f0 < 0.45 * sample_rate:
             n_tine = min(len(t), round(0.1 * sample_rate))
             note[:n_tine] += tine * v * np.sin(2.0 * np.pi * 7.0 * f0 * t[:n_tine]) * np.exp(-t[:n_tine] / 0.015)
         note *= v
         _add_at(out, _fade(note, sample_rate, 0.002, release_s), event.onset_s, sample_rate)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _damped_harmonics(
+    n: int, cycles_per_sample: float, decay_per_sample: float, amplitudes: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``sum_k amplitudes[k] * exp(-(k + 1) d i) * sin(2 pi (k + 1) c i)`` for ``i < n``, shape ``(n,)``.
+
+    Partial ``k + 1`` is the imaginary part of the phasor ``w**i`` with
+    ``w = exp((k + 1) (-d + 2 pi j c))``, advanced by one complex multiplication per sample.
+    """
+    count = len(amplitudes)
+    step_re, step_im = np.empty(count), np.empty(count)
+    for k in range(count):
+        magnitude = math.exp(-(k + 1) * decay_per_sample)
+        angle = 2.0 * math.pi * (k + 1) * cycles_per_sample
+        step_re[k], step_im[k] = magnitude * math.cos(angle), magnitude * math.sin(angle)
+    re, im = np.ones(count), np.zeros(count)
+    out = np.empty(n)
+    for i in range(n):
+        acc = 0.0
+        for k in range(count):
+            acc += amplitudes[k] * im[k]
+            re[k], im[k] = re[k] * step_re[k] - im[k] * step_im[k], re[k] * step_im[k] + im[k] * step_re[k]
+        out[i] = acc
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _string_loop(excitation: np.ndarray, delay: int, c: float, g: float) -> np.ndarray:  # pragma: no cover - compiled
+    """The Karplus-Strong loop of :func:`pluck` as a sparse recursion, shape ``(samples,)``.
+
+    ``Y (1 + c z^-1) = X (1 + c z^-1) + g/2 (c + (1 + c) z^-1 + z^-2) z^-delay Y``: the
+    same filter as ``lfilter([1, c], a, x)`` with ``a`` of length ``delay + 3``, at five
+    multiply-adds per sample instead of ``delay + 3``.
+    """
+    y = np.zeros(len(excitation))
+    half_g = 0.5 * g
+    for n in range(len(y)):
+        acc = excitation[n]
+        if n >= 1:
+            acc += c * (excitation[n - 1] - y[n - 1])
+        if n >= delay:
+            acc += half_g * c * y[n - delay]
+        if n >= delay + 1:
+            acc += half_g * (1.0 + c) * y[n - delay - 1]
+        if n >= delay + 2:
+            acc += half_g * y[n - delay - 2]
+        y[n] = acc
+    return y
 
 
 def pluck(
@@ -1025,7 +1104,7 @@ def pluck(
 
     The string loop ``y[n] = x[n] + g * A(y)[n - N]`` with a two-point average and a first-order
     all-pass ``A`` for fine tuning (loop delay ``N + 0.5 + d`` = one period) is a single IIR
-    filter, run with ``scipy.signal.lfilter``. The excitation is one period of noise,
+    filter with five non-zero taps, run by a compiled loop (:func:`_string_loop`). The excitation is one period of noise,
     low-passed by brightness and velocity and comb-filtered at the pick position.
 
     Args:
@@ -1054,10 +1133,6 @@ def pluck(
         frac = period - 0.5 - delay  # all-pass delay in [0.1, 1.1): stable and well tuned
         c = (1.0 - frac) / (1.0 + frac)
         g = 10.0 ** (-3.0 / (f0 * decay_s * math.sqrt(196.0 / f0)))
-        # Y (1 + c z^-1) = X (1 + c z^-1) + g/2 (c + (1 + c) z^-1 + z^-2) z^-N Y
-        a = np.zeros(delay + 3)
-        a[0], a[1] = 1.0, c
-        a[delay:] -= 0.5 * g * np.array([c, 1.0 + c, 1.0])
         pole = 1.0 - 0.9 * brightness * (0.5 + 0.5 * v)
         burst = signal.lfilter([1.0 - pole], [1.0, -pole], rng.standard_normal(delay))
         burst -= np.roll(burst, max(1, round(pick_position * delay)))
@@ -1065,7 +1140,7 @@ def pluck(
         excitation = np.zeros(round((event.duration_s + release_s) * sample_rate))
         n_burst = min(delay, len(excitation))
         excitation[:n_burst] = v * burst[:n_burst] / np.max(np.abs(burst))
-        note = signal.lfilter([1.0, c], a, excitation)
+        note = _string_loop(excitation, delay, c, g)
         _add_at(out, _fade(note, sample_rate, 0.0005, release_s), event.onset_s, sample_rate)
     return out
 
