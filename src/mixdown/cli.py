@@ -36,7 +36,7 @@ from mixdown.params import ConsoleParams
 EXIT_ERROR = 2
 DEMO_SAMPLE_RATE = 44100
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("mixdown.commands.listen",)
 """Modules of `mixdown.commands` that add subcommands (see the module docstring)."""
 
 err = Console(stderr=True, highlight=False)

@@ -1,0 +1,1 @@
+"""The MUSHRA listening-test web app (see `mixdown.web.listen.app`)."""
