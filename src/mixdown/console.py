@@ -195,14 +195,17 @@ def channel_strips(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor,
                                   flat(p.release_ms), flat(p.knee_db), flat(p.makeup_db), sample_rate,
                                   state.compressor)
     fader = db_to_amplitude(flat(p.gain_db)) * ~flat(p.mute)
-    panned = pan(rows * fader[:, None, None], flat(p.pan), flat(stereo))
+    panned = pan(rows, flat(p.pan), flat(stereo), gain=fader)
     return panned.reshape(batch, tracks, 2, samples), StripState(eq=eq_state, compressor=comp_state)
 
 
 def mix_buses(panned: torch.Tensor, p: ConsoleTensors) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum panned tracks ``(batch, tracks, 2, samples)`` to the mix and reverb-send buses, each ``(batch, 2, samples)``."""
-    send_gain = db_to_amplitude(p.reverb_send_db)[..., None, None]
-    return panned.sum(dim=1), (panned * send_gain).sum(dim=1)
+    batch, tracks, channels, samples = panned.shape
+    weights = torch.stack([torch.ones_like(p.reverb_send_db), db_to_amplitude(p.reverb_send_db)], dim=1)
+    buses = torch.bmm(weights.to(panned.dtype), panned.reshape(batch, tracks, channels * samples))
+    dry, send = buses.reshape(batch, 2, channels, samples).unbind(dim=1)
+    return dry, send
 
 
 def reverb_impulse_responses(p: ConsoleTensors, sample_rate: int) -> torch.Tensor:
@@ -304,6 +307,12 @@ def _stream_channels(multitrack: Multitrack, p: ConsoleTensors, chunk_frames: in
     states: list[StripState | None] = [None] * len(groups)
     for block in multitrack.iter_chunks(chunk_frames):
         block = torch.from_numpy(block)
+        if len(groups) == 1:  # all mono or all stereo: no regrouping needed
+            _, width, group_params = groups[0]
+            panned, states[0] = channel_strips(block[None, :, :width], group_params, is_stereo[None],
+                                               multitrack.sample_rate, states[0])
+            yield panned
+            continue
         panned = torch.empty(1, block.shape[0], 2, block.shape[-1])
         for g, (idx, width, group_params) in enumerate(groups):
             out, states[g] = channel_strips(block[idx, :width].unsqueeze(0), group_params,

@@ -10,8 +10,9 @@ The per-sample recursion (gain computer + ballistics) is exact in training and
 rendering alike: one compiled kernel runs it forward, and a second runs its adjoint
 backward, giving exact gradients for the level and for threshold, ratio, knee and both
 time constants; level detection and makeup are plain torch ops around it (the attack/release branch taken at each sample is held fixed, so the gradient is
-exact almost everywhere; `tests/test_compressor.py` checks it against finite
-differences).
+exact almost everywhere; `tests/test_dsp.py` checks it against finite
+differences). Without gradients (rendering), `_compress_kernel` runs level detection,
+the same recursion and the gain in one fused pass.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def _static_curve(level, threshold, slope, knee):  # pragma: no cover - compiled
             slope * (u / (2.0 * knee) - u * u / (2.0 * knee * knee)))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _smoothed_reduction(level, prev, threshold, slope, knee, knee_start, alpha_attack,
+                        alpha_release):  # pragma: no cover - compiled
+    """One sample of gain computer + attack/release ballistics: (smoothed reduction, is_attack)."""
+    red = 0.0
+    if level > knee_start:
+        red = _static_curve(level, threshold, slope, knee)[0]
+    is_attack = red > prev
+    alpha = alpha_attack if is_attack else alpha_release
+    return alpha * prev + (1.0 - alpha) * red, is_attack
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _forward_kernel(level, threshold, ratio, knee, alpha_attack, alpha_release, initial,
                     smoothed, attack, final):  # pragma: no cover - compiled
@@ -49,14 +62,32 @@ def _forward_kernel(level, threshold, ratio, knee, alpha_attack, alpha_release, 
         slope = 1.0 - 1.0 / ratio[r]
         knee_start = threshold[r] - 0.5 * knee[r]
         for n in range(level.shape[1]):
-            red = 0.0
-            if level[r, n] > knee_start:
-                red = _static_curve(level[r, n], threshold[r], slope, knee[r])[0]
-            is_attack = red > prev
-            alpha = alpha_attack[r] if is_attack else alpha_release[r]
-            prev = alpha * prev + (1.0 - alpha) * red
+            prev, is_attack = _smoothed_reduction(level[r, n], prev, threshold[r], slope, knee[r], knee_start,
+                                                  alpha_attack[r], alpha_release[r])
             smoothed[r, n] = prev
             attack[r, n] = is_attack
+        final[r] = prev
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _compress_kernel(x, threshold, ratio, knee, alpha_attack, alpha_release, makeup, initial,
+                     y, final):  # pragma: no cover - compiled
+    """The whole no-gradient compressor in one pass: linked peak level, `_forward_kernel`'s
+    recursion and the makeup-and-reduction gain. x, y: (rows, channels, samples); the rest (rows,)."""
+    for r in numba.prange(x.shape[0]):
+        prev = initial[r]
+        slope = 1.0 - 1.0 / ratio[r]
+        knee_start = threshold[r] - 0.5 * knee[r]
+        for n in range(x.shape[2]):
+            peak = 0.0
+            for c in range(x.shape[1]):
+                peak = max(peak, abs(x[r, c, n]))
+            level = _DB_PER_NEPER * math.log(max(peak, _EPS))
+            prev, _ = _smoothed_reduction(level, prev, threshold[r], slope, knee[r], knee_start,
+                                          alpha_attack[r], alpha_release[r])
+            gain = math.exp((makeup[r] - prev) / _DB_PER_NEPER)
+            for c in range(x.shape[1]):
+                y[r, c, n] = x[r, c, n] * gain
         final[r] = prev
 
 
@@ -150,11 +181,19 @@ def compressor(x: torch.Tensor, threshold_db: torch.Tensor, ratio: torch.Tensor,
         ``(y, state)``: ``(rows, channels, samples)`` and the ``(rows,)`` state.
     """
     initial = state if state is not None else torch.zeros(x.shape[0], dtype=torch.float64)
-    if not torch.is_grad_enabled() and bool(((ratio == 1) & (makeup_db == 0)).all()):
-        return x, initial
+    alpha_attack, alpha_release = (time_constant_coefficient(t, sample_rate) for t in (attack_ms, release_ms))
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, threshold_db, ratio, attack_ms, release_ms, knee_db, makeup_db))
+    if not needs_grad:
+        if bool(((ratio == 1) & (makeup_db == 0)).all()):
+            return x, initial
+        x_np = np.ascontiguousarray(x.detach().cpu().numpy())
+        y, final = np.empty_like(x_np), np.empty(x.shape[0])
+        _compress_kernel(x_np, *(_np64(t) for t in (threshold_db, ratio, knee_db, alpha_attack, alpha_release,
+                                                    makeup_db, initial)), y, final)
+        return torch.from_numpy(y).to(x.device), torch.from_numpy(final)
     level_db = _DB_PER_NEPER * torch.log(x.abs().amax(dim=1).clamp_min(_EPS))
     reduction, final = _GainReductionFunction.apply(
-        level_db, threshold_db, ratio, knee_db, time_constant_coefficient(attack_ms, sample_rate),
-        time_constant_coefficient(release_ms, sample_rate), initial)
+        level_db, threshold_db, ratio, knee_db, alpha_attack, alpha_release, initial)
     gain = torch.exp((makeup_db[:, None] - reduction) / _DB_PER_NEPER)
     return x * gain[:, None, :], final

@@ -20,7 +20,8 @@ def pan_gains(pan: torch.Tensor, stereo: torch.Tensor) -> torch.Tensor:
     return torch.where(stereo[..., None], gains * math.sqrt(2.0), gains)
 
 
-def pan(x: torch.Tensor, pan_position: torch.Tensor, stereo: torch.Tensor) -> torch.Tensor:
+def pan(x: torch.Tensor, pan_position: torch.Tensor, stereo: torch.Tensor,
+        gain: torch.Tensor | None = None) -> torch.Tensor:
     """Place each row in the stereo field.
 
     Args:
@@ -28,11 +29,15 @@ def pan(x: torch.Tensor, pan_position: torch.Tensor, stereo: torch.Tensor) -> to
             ``stereo`` flag is False is a mono source stored twice (left is used).
         pan_position: ``(rows,)`` in [-1, 1] (-1 hard left).
         stereo: ``(rows,)`` bool, True for genuinely stereo sources.
+        gain: optional linear gain ``(rows,)`` applied in the same pass (the fader).
 
     Returns:
         ``(rows, 2, samples)``.
     """
-    gains = pan_gains(pan_position, stereo)[..., None]  # (rows, 2, 1)
+    gains = pan_gains(pan_position, stereo)  # (rows, 2)
+    if gain is not None:
+        gains = gains * gain[:, None]
+    gains = gains[..., None]  # (rows, 2, 1)
     if x.shape[1] == 1 or bool(stereo.all()):
         return x * gains
     source = torch.where(stereo[:, None, None], x, x[:, :1].expand_as(x))
