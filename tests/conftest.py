@@ -1,6 +1,6 @@
 """Shared fixtures: synthetic signals and small audio files under ``tmp_path``."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,24 @@ def sine(
 def make_sine() -> Callable[..., np.ndarray]:
     """:func:`sine` as a fixture."""
     return sine
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch and one numba thread for a test module (as dataset worker processes run).
+
+    Short test signals gain nothing from thread hand-offs, which on a busy machine cost far
+    more than the work itself; results are the same either way.
+    """
+    import numba
+    import torch
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
 
 
 @pytest.fixture

@@ -207,6 +207,14 @@ def _finish(x: np.ndarray, level_db: float, sample_rate: int) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def kit_pieces(stems: tuple[str, ...]) -> tuple[str, ...]:
+    """The kit pieces (``instruments.DRUM_PIECES``) a song with these stems plays: all of them
+    when an overhead or room microphone hears the kit, else those that are stems."""
+    if any(name in ("overhead", "room") for name in stems):
+        return ins.DRUM_PIECES
+    return tuple(piece for piece in ins.DRUM_PIECES if piece in stems)
+
+
 def synthesize_song(
     seed: int,
     sample_rate: int = 44100,
@@ -254,11 +262,9 @@ def synthesize_song(
     bad_shapes = {name: np.shape(x) for name, x in sources.items() if np.shape(x) != (n_samples,)}
     if bad_shapes:
         raise ValueError(f"sources must have shape ({n_samples},), got {bad_shapes}")
-    needs_full_kit = any(name in ("overhead", "room") for name in names)
-    pieces = ins.DRUM_PIECES if needs_full_kit else tuple(p for p in ins.DRUM_PIECES if p in names)
     kit = {
         piece: sources[piece] if piece in sources else _render_kit_piece(piece, song, n_samples, sample_rate)
-        for piece in pieces
+        for piece in kit_pieces(names)
     }
     return {
         name: _finish(

@@ -848,9 +848,12 @@ def crash(
     sos = signal.butter(2, _corner(cutoff_hz, sample_rate), "highpass", fs=sample_rate, output="sos")
     n = round(6.0 * decay_s * sample_rate)
     envelope = np.exp(-np.arange(n) / (decay_s * sample_rate))
-    for event, metal in zip(events, _metal_segments([n] * len(events), sample_rate, rng, ratio=1.41), strict=True):
-        source = 0.5 * metal + 0.5 * rng.standard_normal(n)
-        hit = event.velocity * signal.sosfilt(sos, source) * envelope
+    # A hit that rings past the end of the buffer is only rendered up to it (and faded there).
+    lengths = [max(0, min(n, n_samples - round(event.onset_s * sample_rate))) for event in events]
+    segments = _metal_segments(lengths, sample_rate, rng, ratio=1.41)
+    for event, length, metal in zip(events, lengths, segments, strict=True):
+        source = 0.5 * metal + 0.5 * rng.standard_normal(length)
+        hit = event.velocity * signal.sosfilt(sos, source) * envelope[:length]
         _add_at(out, _fade(hit, sample_rate, 0.001, 0.05), event.onset_s, sample_rate)
     return out
 
@@ -1104,8 +1107,9 @@ def pluck(
 
     The string loop ``y[n] = x[n] + g * A(y)[n - N]`` with a two-point average and a first-order
     all-pass ``A`` for fine tuning (loop delay ``N + 0.5 + d`` = one period) is a single IIR
-    filter with five non-zero taps, run by a compiled loop (:func:`_string_loop`). The excitation is one period of noise,
-    low-passed by brightness and velocity and comb-filtered at the pick position.
+    filter with five non-zero taps, run by a compiled loop (:func:`_string_loop`). The excitation
+    is one period of noise, low-passed by brightness and velocity and comb-filtered at the pick
+    position.
 
     Args:
         events: Notes with MIDI pitches; notes may overlap (strings ring together). Pitches
