@@ -1,0 +1,510 @@
+"""The studio's API: sessions of stems, their mixes and edits, independent of HTTP.
+
+`Studio` is what the FastAPI routes (`mixdown.web.studio.app`) call. It opens sessions
+from uploaded files or from a folder under the server's allowed root, mixes them in the
+background with any method of `mixdown.mixers.MIXERS`, keeps each session's edit history
+in a `SessionStore` and renders mixes through a per-session `MixEngine` (kept in memory
+for the most recently used sessions, rebuilt from disk when needed).
+
+Errors a user can cause raise `RequestError` (with an HTTP status) or another
+`MixdownError` (a 400).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import shutil
+import threading
+import warnings
+import zipfile
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from mixdown.audio import SUPPORTED_EXTENSIONS, load_audio, write_audio
+from mixdown.dsp.loudness import integrated_loudness
+from mixdown.errors import MixdownError, ParamsError
+from mixdown.export.reaper import PLUGIN_SUFFIXES, master_gain_db, reaper_project
+from mixdown.mixers import MIXERS, get_mixer
+from mixdown.multitrack import INSTRUMENT_CLASSES, Multitrack, load_multitrack
+from mixdown.params import EQ_BAND_TYPES, MAX_EQ_BANDS, SPECS, ConsoleParams
+from mixdown.web.common import RequestError, format_bytes, probe_upload, resolve_within, safe_stem_name
+from mixdown.web.studio.engine import MixEngine, RenderResult, display_freqs_hz, eq_curve_db
+from mixdown.web.studio.store import SessionRecord, SessionStore
+
+logger = logging.getLogger(__name__)
+
+RENDERS_KEPT = 4
+"""Rendered mixes kept per live session (edited, model, solo variants)."""
+
+MAX_LISTED_FOLDERS = 500
+_LOAD_WARNINGS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    """How a studio server runs.
+
+    Attributes:
+        data_dir: where sessions are stored (created if missing).
+        root: folder under which "open a server folder" may look; None turns it off.
+        max_stems: most stems per session.
+        max_file_bytes: largest uploaded file.
+        max_request_bytes: largest upload request (all files together).
+        live_sessions: sessions whose stems and renders stay in memory.
+        workers: threads per render (channel strips in parallel).
+    """
+
+    data_dir: Path
+    root: Path | None = None
+    max_stems: int = 32
+    max_file_bytes: int = 200 * 2**20
+    max_request_bytes: int = 1024 * 2**20
+    live_sessions: int = 4
+    workers: int = 2
+
+
+@dataclass
+class Upload:
+    """One uploaded file: the client's name and a seekable stream of its bytes."""
+
+    filename: str
+    file: BinaryIO
+    size: int
+
+
+@dataclass
+class _Live:
+    """A session held in memory: its render engine and recent renders by settings."""
+
+    engine: MixEngine
+    renders: OrderedDict[str, tuple[RenderResult, bytes | None]] = field(default_factory=OrderedDict)
+
+
+class Studio:
+    """Sessions, mixing jobs and renders for one data directory.
+
+    Args:
+        config: server settings.
+    """
+
+    def __init__(self, config: StudioConfig):
+        self.config = config
+        self.store = SessionStore(config.data_dir)
+        self._jobs: dict[str, object] = {}
+        self._progress: dict[str, tuple[str, float]] = {}
+        self._live: OrderedDict[str, _Live] = OrderedDict()
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="studio-mix")
+
+    def close(self) -> None:
+        """Wait for running mixing jobs and release the threads."""
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    # -- opening sessions -------------------------------------------------------------
+
+    def create_from_uploads(self, method: str, uploads: list[Upload]) -> SessionRecord:
+        """Check and store uploaded stems, then start mixing them in the background.
+
+        Raises:
+            RequestError: no stems, too many, a file too large (413), not WAV/FLAC/AIFF
+                audio (415), unusable names or two stems with the same name.
+        """
+        _check_method(method)
+        if not uploads:
+            raise RequestError("no stems: upload at least one audio file (WAV, FLAC or AIFF)")
+        if len(uploads) > self.config.max_stems:
+            raise RequestError(f"{len(uploads)} stems uploaded; the limit is {self.config.max_stems}")
+        names: dict[str, str] = {}
+        checked = []
+        for upload in uploads:
+            if upload.size > self.config.max_file_bytes:
+                raise RequestError(f"{upload.filename}: {format_bytes(upload.size)}; the limit per file is "
+                                   f"{format_bytes(self.config.max_file_bytes)}", 413)
+            audio = probe_upload(upload.file, upload.filename)
+            name = safe_stem_name(upload.filename)
+            if name.lower() in names:
+                raise RequestError(f"two stems named {name!r}: {names[name.lower()]} and {upload.filename}")
+            names[name.lower()] = upload.filename
+            checked.append((name + audio.extension, upload.file))
+        session_id = self.store.new_id()
+        final = self.store.session_dir(session_id)
+        partial = final.with_name(f".{session_id}.partial")
+        try:
+            (partial / "stems").mkdir(parents=True)
+            for filename, file in checked:
+                with open(partial / "stems" / filename, "wb") as out:
+                    file.seek(0)
+                    shutil.copyfileobj(file, out, 1 << 20)
+            os.replace(partial, final)
+        except OSError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise MixdownError(f"cannot store the uploaded stems ({exc.strerror})") from None
+        record = self.store.create(session_id, method, "upload", final / "stems")
+        self._start_job(session_id)
+        return record
+
+    def create_from_folder(self, method: str, folder: str) -> SessionRecord:
+        """Open the stems of a folder under the allowed root and start mixing them.
+
+        Raises:
+            RequestError: 403 when folder sessions are off or the folder is outside the
+                root, 404 when it does not exist.
+            AudioError: the folder holds no usable stems or too many.
+        """
+        _check_method(method)
+        if self.config.root is None:
+            raise RequestError("opening server folders is off: start the server with --root DIR", 403)
+        stems_dir = resolve_within(self.config.root, folder)
+        with _LOAD_WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load_multitrack(stems_dir, max_stems=self.config.max_stems, in_memory=False)  # headers only
+        session_id = self.store.new_id()
+        record = self.store.create(session_id, method, "folder", stems_dir)
+        self._start_job(session_id)
+        return record
+
+    def folders(self) -> list[str]:
+        """Folders under the allowed root that hold audio files, relative to it ([] when off)."""
+        if self.config.root is None:
+            return []
+        root = self.config.root.resolve()
+        found = []
+        for path, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if any(Path(f).suffix.lower() in SUPPORTED_EXTENSIONS for f in files if not f.startswith(".")):
+                found.append(Path(path).relative_to(root).as_posix())
+            if len(found) >= MAX_LISTED_FOLDERS:
+                break
+        return found
+
+    # -- background mixing ---------------------------------------------------------------
+
+    def _start_job(self, session_id: str) -> None:
+        with self._guard:
+            if session_id in self._jobs:
+                return
+            self._progress[session_id] = ("queued", 0.0)
+            self._jobs[session_id] = self._pool.submit(self._mix, session_id)
+
+    def _mix(self, session_id: str) -> None:
+        record = self.store.get(session_id)
+        try:
+            self._progress[session_id] = ("loading stems", 0.0)
+            multitrack, notes = self._load(record.stems_dir)
+            self._progress[session_id] = (f"mixing ({record.method})", 0.0)
+            params = get_mixer(record.method).predict(multitrack)
+            live = self._make_live(session_id, multitrack)
+
+            def rendering(done: int, total: int) -> None:
+                self._progress[session_id] = ("rendering", done / total)
+
+            result = live.engine.render(params, progress=rendering)
+            live.renders[_render_key(params)] = (result, None)
+            self.store.finish_mix(session_id, params, _stems_info(multitrack), multitrack.num_frames, notes)
+        except MixdownError as exc:
+            self.store.set_status(session_id, "error", str(exc))
+        except Exception as exc:  # a bug, not bad input: keep the server up and say so on the page
+            logger.exception("mixing session %s failed", session_id)
+            self.store.set_status(session_id, "error", f"internal error while mixing: {exc}")
+        finally:
+            with self._guard:
+                self._jobs.pop(session_id, None)
+                self._progress.pop(session_id, None)
+
+    def _load(self, stems_dir: Path, sample_rate: int | None = None) -> tuple[Multitrack, list[str]]:
+        """Load stems into memory; returns them and the loader's warnings as notes."""
+        with _LOAD_WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            multitrack = load_multitrack(stems_dir, sample_rate=sample_rate, max_stems=self.config.max_stems)
+        return multitrack, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+    def _make_live(self, session_id: str, multitrack: Multitrack) -> _Live:
+        live = _Live(MixEngine(multitrack, workers=self.config.workers))
+        with self._guard:
+            self._live[session_id] = live
+            self._live.move_to_end(session_id)
+            while len(self._live) > self.config.live_sessions:
+                self._live.popitem(last=False)
+        return live
+
+    def _get_live(self, record: SessionRecord) -> _Live:
+        with self._guard:
+            live = self._live.get(record.id)
+            if live is not None:
+                self._live.move_to_end(record.id)
+                return live
+        multitrack, _ = self._load(record.stems_dir, sample_rate=record.sample_rate)
+        names = [s["name"] for s in record.stems]
+        if multitrack.names != names:
+            raise RequestError(f"the stems on disk changed since the session was mixed: now {multitrack.names}, "
+                               f"then {names}", 409)
+        return self._make_live(record.id, multitrack)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _lock(self, session_id: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(session_id, threading.RLock())
+
+    def _record(self, session_id: str) -> SessionRecord:
+        record = self.store.get(session_id)
+        if record is None:
+            raise RequestError(f"no session {session_id!r}", 404)
+        return record
+
+    def _ready(self, session_id: str) -> SessionRecord:
+        record = self._record(session_id)
+        if record.status == "mixing":
+            raise RequestError("the session is still being mixed", 409)
+        if record.status == "error":
+            raise RequestError(f"the session failed: {record.message}", 409)
+        return record
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """A summary of every session, newest first."""
+        return [{"id": r.id, "created_s": r.created_s, "method": r.method, "source": r.source,
+                 "status": r.status, "stems": [s["name"] for s in r.stems]} for r in self.store.list()]
+
+    def state(self, session_id: str) -> dict[str, Any]:
+        """Everything the page shows of a session (mixes it first if needed)."""
+        record = self._record(session_id)
+        if record.status == "mixing":
+            self._start_job(session_id)  # resumes a job a server restart interrupted
+            stage, fraction = self._progress.get(session_id, ("queued", 0.0))
+            return {**_summary(record), "progress": {"stage": stage, "fraction": fraction}}
+        if record.status == "error":
+            return _summary(record)
+        with self._lock(session_id):
+            params = self.store.params_at(session_id, record.cursor)
+            result, _ = self._render(record, params, monitor=True)
+        freqs = display_freqs_hz(record.sample_rate)
+        return {
+            **_summary(record),
+            "sample_rate": record.sample_rate,
+            "duration_s": record.num_frames / record.sample_rate,
+            "stems": record.stems,
+            "params": params.to_dict(),
+            "edit": record.cursor,
+            "can_undo": record.cursor > 0,
+            "can_redo": record.cursor < record.edits - 1,
+            "solo": record.solo,
+            "mix": {"loudness_lufs": _finite(result.loudness_lufs), "peak_dbfs": _finite(result.peak_dbfs)},
+            "reference": None if not self.store.reference_path(session_id).exists()
+            else {"loudness_lufs": _finite(record.reference_lufs)},
+            "eq": {"freqs_hz": [round(float(f), 1) for f in freqs],
+                   "curves": {ch.name: [round(float(g), 2) for g in eq_curve_db(ch.eq, freqs, record.sample_rate)]
+                              for ch in params.channels}},
+        }
+
+    # -- editing ---------------------------------------------------------------------------------
+
+    def set_params(self, session_id: str, data: Any) -> dict[str, Any]:
+        """Make ``data`` (the params JSON schema) the session's settings: a new, undoable edit.
+
+        Raises:
+            ParamsError: malformed or out-of-range settings, or settings for other stems.
+        """
+        with self._lock(session_id):
+            record = self._ready(session_id)
+            params = ConsoleParams.from_dict(data)
+            params.check_matches([s["name"] for s in record.stems])
+            if params.sample_rate != record.sample_rate:
+                raise ParamsError(f"sample_rate: the settings are for {params.sample_rate} Hz but the stems are "
+                                  f"{record.sample_rate} Hz")
+            current = self.store.params_at(session_id, record.cursor)
+            if params.to_dict() != current.to_dict():
+                self.store.push_edit(session_id, params)
+        return self.state(session_id)
+
+    def step(self, session_id: str, delta: int) -> dict[str, Any]:
+        """Undo (``delta=-1``) or redo (``+1``); a step past either end changes nothing."""
+        with self._lock(session_id):
+            self._ready(session_id)
+            self.store.move_cursor(session_id, delta)
+        return self.state(session_id)
+
+    def set_solo(self, session_id: str, names: Any) -> dict[str, Any]:
+        """Solo the channels ``names`` (monitoring: the settings and the download are unchanged)."""
+        with self._lock(session_id):
+            record = self._ready(session_id)
+            stems = [s["name"] for s in record.stems]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise RequestError("solo: expected a list of channel names")
+            unknown = sorted(set(names) - set(stems))
+            if unknown:
+                raise RequestError(f"solo: no channels named {unknown}")
+            self.store.set_solo(session_id, [n for n in stems if n in names])
+        return self.state(session_id)
+
+    def remix(self, session_id: str, method: str) -> dict[str, Any]:
+        """Let ``method`` propose settings again, with the instrument classes now set; undoable."""
+        _check_method(method)
+        with self._lock(session_id):
+            record = self._ready(session_id)
+            current = self.store.params_at(session_id, record.cursor)
+            live = self._get_live(record)
+            multitrack = live.engine.multitrack.with_instruments({ch.name: ch.instrument for ch in current.channels})
+            params = get_mixer(method).predict(multitrack)
+            self.store.push_edit(session_id, params, model=True)
+        return self.state(session_id)
+
+    def set_reference(self, session_id: str, upload: Upload) -> dict[str, Any]:
+        """Store a reference mix (converted to WAV) for A/B listening."""
+        with self._lock(session_id):
+            self._record(session_id)
+            if upload.size > self.config.max_file_bytes:
+                raise RequestError(f"{upload.filename}: {format_bytes(upload.size)}; the limit per file is "
+                                   f"{format_bytes(self.config.max_file_bytes)}", 413)
+            audio = probe_upload(upload.file, upload.filename)
+            target = self.store.reference_path(session_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            incoming = target.with_name(f".incoming{audio.extension}")
+            try:
+                with open(incoming, "wb") as out:
+                    shutil.copyfileobj(upload.file, out, 1 << 20)
+                signal, rate = load_audio(incoming)
+            finally:
+                incoming.unlink(missing_ok=True)
+            write_audio(target, signal, rate)
+            stereo = np.repeat(signal, 2, axis=0) if signal.shape[0] == 1 else signal
+            with torch.no_grad():
+                loudness = float(integrated_loudness(torch.from_numpy(stereo)[None], rate)[0])
+            self.store.set_reference_lufs(session_id, _finite(loudness))
+        return self.state(session_id)
+
+    def delete(self, session_id: str) -> None:
+        """Forget a session (not while it is being mixed)."""
+        with self._lock(session_id):
+            self._record(session_id)
+            with self._guard:
+                if session_id in self._jobs:
+                    raise RequestError("the session is being mixed; delete it when it is done", 409)
+                self._live.pop(session_id, None)
+            self.store.delete(session_id)
+
+    # -- audio out ----------------------------------------------------------------------------------
+
+    def mix_wav(self, session_id: str, which: str = "edited", monitor: bool = False) -> tuple[bytes, float | None]:
+        """The session's mix as a 24-bit WAV file, and its loudness (LUFS, None for silence).
+
+        Args:
+            which: ``"edited"`` (the settings in effect) or ``"model"`` (the method's).
+            monitor: apply the solo buttons (for listening in the page).
+        """
+        with self._lock(session_id):
+            record = self._ready(session_id)
+            params = record.model_params if which == "model" else self.store.params_at(session_id, record.cursor)
+            result, wav = self._render(record, params, monitor=monitor, wav=True)
+        return wav, _finite(result.loudness_lufs)
+
+    def params(self, session_id: str) -> ConsoleParams:
+        """The settings in effect."""
+        record = self._ready(session_id)
+        return self.store.params_at(session_id, record.cursor)
+
+    def reference_path(self, session_id: str) -> Path:
+        self._record(session_id)
+        path = self.store.reference_path(session_id)
+        if not path.exists():
+            raise RequestError("this session has no reference mix", 404)
+        return path
+
+    def reaper_zip(self, session_id: str, platform: str = "windows") -> bytes:
+        """A zip of a REAPER project (``project.RPP``) with the settings in effect and the stems
+        it plays (under ``stems/``, referenced by relative paths).
+
+        Args:
+            platform: whose plug-in file names to write (see `mixdown.export.reaper`).
+        """
+        if platform not in PLUGIN_SUFFIXES:
+            raise RequestError(f"platform: {platform!r} is not one of {', '.join(PLUGIN_SUFFIXES)}")
+        record = self._ready(session_id)
+        params = self.store.params_at(session_id, record.cursor)
+        with _LOAD_WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            multitrack = load_multitrack(record.stems_dir, sample_rate=record.sample_rate, in_memory=False,
+                                         max_stems=self.config.max_stems)
+        media = {stem.name: f"stems/{stem.path.name}" for stem in multitrack.stems}
+        project = reaper_project(multitrack, params, media, master_gain_db(multitrack, params), platform=platform)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("project.RPP", project.text)
+            for stem in multitrack.stems:
+                archive.write(stem.path, media[stem.name])
+        return buffer.getvalue()
+
+    def _render(self, record: SessionRecord, params: ConsoleParams, monitor: bool,
+                wav: bool = False) -> tuple[RenderResult, bytes | None]:
+        """Render ``params`` (with the solo buttons if ``monitor``), cached per live session."""
+        if monitor and record.solo:
+            params = replace(params, channels=[replace(ch, mute=ch.mute or ch.name not in record.solo)
+                                               for ch in params.channels])
+        key = _render_key(params)
+        live = self._get_live(record)
+        cached = live.renders.get(key)
+        if cached is None:
+            cached = (live.engine.render(params), None)
+        if wav and cached[1] is None:
+            cached = (cached[0], _wav_bytes(cached[0].mix, record.sample_rate))
+        live.renders[key] = cached
+        live.renders.move_to_end(key)
+        while len(live.renders) > RENDERS_KEPT:
+            live.renders.popitem(last=False)
+        return cached
+
+
+def page_config(config: StudioConfig) -> dict[str, Any]:
+    """What the page needs to know to build its forms and check input early."""
+    return {
+        "methods": sorted(MIXERS),
+        "instrument_classes": list(INSTRUMENT_CLASSES),
+        "eq_band_types": list(EQ_BAND_TYPES),
+        "max_eq_bands": MAX_EQ_BANDS,
+        "ranges": {name: [spec.minimum, spec.maximum, spec.default] for name, spec in SPECS.items()},
+        "max_stems": config.max_stems,
+        "max_file_bytes": config.max_file_bytes,
+        "max_request_bytes": config.max_request_bytes,
+        "folders": config.root is not None,
+    }
+
+
+def _check_method(method: str) -> None:
+    if method not in MIXERS:
+        raise RequestError(f"unknown method {method!r}; choose one of {', '.join(sorted(MIXERS))}")
+
+
+def _summary(record: SessionRecord) -> dict[str, Any]:
+    return {"id": record.id, "status": record.status, "method": record.method, "source": record.source,
+            "created_s": record.created_s, "message": record.message, "warnings": record.warnings}
+
+
+def _stems_info(multitrack: Multitrack) -> list[dict]:
+    return [{"name": s.name, "instrument": s.instrument, "channels": s.channels} for s in multitrack.stems]
+
+
+def _render_key(params: ConsoleParams) -> str:
+    return params.to_json()
+
+
+def _finite(value: float | None) -> float | None:
+    """``value`` rounded for display, None for a missing or infinite reading (JSON has no inf)."""
+    return None if value is None or not math.isfinite(value) else round(value, 2)
+
+
+def _wav_bytes(mix: np.ndarray, sample_rate: int) -> bytes:
+    """A mix ``(2, frames)`` as 24-bit WAV file bytes."""
+    buffer = io.BytesIO()
+    sf.write(buffer, mix.T, sample_rate, subtype="PCM_24", format="WAV")
+    return buffer.getvalue()
+
