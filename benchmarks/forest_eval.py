@@ -1,4 +1,4 @@
-"""Held-out evaluation of the random-forest mixer against mono, random and rules.
+"""Held-out evaluation of the random-forest mixer against mono, random, rules and the oracle.
 
 Usage::
 
@@ -7,7 +7,9 @@ Usage::
 
 The held-out songs are `mixdown.data.synthetic` songs of another ``SynthConfig.seed``
 (``--seed``, refused if it is the training seed) with the training songs' length, rate
-and stem counts, so none was trained on. For each song and method it measures:
+and stem counts, so none was trained on. The ``oracle`` is the song's true settings
+rendered by the same console: the floor of every figure (the target mix is that render,
+so its loss is 0 up to rounding). For each song and method it measures:
 
 * **relative gain error**: ``|(g - mean g) - (g* - mean g*)|`` per sounding stem, in dB,
   where ``g`` are the method's faders and ``g*`` the true ones (means over the song's
@@ -44,7 +46,7 @@ from mixdown.mixers.forest import ForestMixer, ForestModel, default_weights, son
 
 RESULTS = Path(__file__).parent / "results" / "forest.md"
 FFT_SIZES = (4096, 1024, 256)
-METHODS = ("mono", "random", "rules", "forest")
+METHODS = ("mono", "random", "rules", "forest", "oracle")
 BAR = 0.25  # issue 4: learned methods beat mono and random by >= 25 % on the stereo MR-STFT loss
 
 
@@ -83,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         target = torch.from_numpy(song.mix)[None]
         stems += int(sounding.sum())
         for method in METHODS:
-            mixer = ForestMixer(model) if method == "forest" else get_mixer(method, seed=index)
+            mixer = (None if method == "oracle" else ForestMixer(model) if method == "forest"
+                     else get_mixer(method, seed=index))
             t0 = time.perf_counter()
-            params = mixer.predict(song.multitrack)
+            params = song.params if mixer is None else mixer.predict(song.multitrack)
             predict_s[method].append(time.perf_counter() - t0)
             channels = params.ordered_like(song.multitrack.names).channels
             gain = relative(np.array([ch.gain_db for ch in channels]), sounding)[sounding]
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Held out: {args.songs} songs of SynthConfig seed {args.seed} (same length, rate and stem counts), "
         f"{stems} sounding stems. Gain errors are of the relative gain (fader minus the song's mean fader); "
         "medians over stems. Loss: stereo (sum and difference) MR-STFT, auraloss, FFT 4096/1024/256; "
-        "mean and median over songs.",
+        "mean and median over songs. oracle: the true settings rendered (the floor; the target is that render).",
         "",
         "| method | rel. gain error dB | pan error | width error | stereo MR-STFT mean | median | predict s/song |",
         "|---|---|---|---|---|---|---|",

@@ -97,7 +97,13 @@ def test_random_is_reproducible_and_valid(band):
 
 @pytest.mark.parametrize("name", sorted(MIXERS))
 def test_every_mixer_covers_every_stem(band, name):
-    params = get_mixer(name, seed=0).predict(band)
+    try:
+        mixer = get_mixer(name, seed=0)
+    except MixdownError as exc:
+        if "weights are not installed" not in str(exc):
+            raise
+        pytest.skip(str(exc))
+    params = mixer.predict(band)
     params.validate()
     assert [ch.name for ch in params.channels] == band.names
     assert params.method == name and params.sample_rate == SR

@@ -36,7 +36,9 @@ from mixdown.params import ConsoleParams
 EXIT_ERROR = 2
 DEMO_SAMPLE_RATE = 44100
 
-COMMAND_MODULES: tuple[str, ...] = ("mixdown.commands.listen",)
+COMMAND_MODULES: tuple[str, ...] = ("mixdown.commands.listen", "mixdown.commands.serve", "mixdown.commands.export",
+                                     "mixdown.commands.data", "mixdown.commands.train", "mixdown.commands.reverse",
+                                     "mixdown.commands.evaluate")
 """Modules of `mixdown.commands` that add subcommands (see the module docstring)."""
 
 err = Console(stderr=True, highlight=False)
@@ -52,7 +54,7 @@ def add_stem_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from mixdown.mixers import MIXERS
+    from mixdown.mixers import AUDIO_MIXERS, MIXERS
 
     parser = argparse.ArgumentParser(prog="mixdown", description="Automatic multitrack mixing with editable settings.")
     parser.add_argument("--version", action="version", version=f"mixdown {__version__}")
@@ -62,7 +64,8 @@ def _build_parser() -> argparse.ArgumentParser:
     mix.set_defaults(handler=_cmd_mix)
     add_stem_options(mix)
     mix.add_argument("-o", "--output", type=Path, required=True, help="mix file to write (.wav/.flac)")
-    mix.add_argument("--method", default="rules", choices=sorted(MIXERS), help="mixing method (default rules)")
+    mix.add_argument("--method", default="rules", choices=sorted([*MIXERS, *AUDIO_MIXERS]),
+                     help=f"mixing method (default rules); {', '.join(AUDIO_MIXERS)} make audio only, no settings file")
     mix.add_argument("--seed", type=int, help="seed for stochastic methods (random)")
     mix.add_argument("--params", type=Path, help="where to write the settings (default OUTPUT.params.json)")
 
@@ -137,9 +140,12 @@ def write_outputs(mix: np.ndarray, sample_rate: int, output: Path, params: Conso
 
 
 def _cmd_mix(args: argparse.Namespace) -> None:
-    from mixdown.mixers import get_mixer
+    from mixdown.mixers import AUDIO_MIXERS, get_mixer
 
     check_output(args.output)
+    if args.method in AUDIO_MIXERS:
+        _mix_audio_only(args)
+        return
     params_path = _params_path(args.output, args.params)
     if not params_path.parent.is_dir():
         raise MixdownError(f"{params_path.parent}: folder for the settings does not exist")
@@ -149,6 +155,21 @@ def _cmd_mix(args: argparse.Namespace) -> None:
     write_outputs(mix, multitrack.sample_rate, args.output, params, params_path)
     err.print(f"wrote {args.output} and {params_path} ({args.method}, {multitrack.num_tracks} stems, "
                f"{multitrack.duration_s:.1f} s)")
+
+
+def _mix_audio_only(args: argparse.Namespace) -> None:
+    """``mix`` with a method that makes audio but no settings: writes the mix alone."""
+    from mixdown.mixers import get_audio_mixer
+
+    if args.params is not None:
+        raise MixdownError(f"--params: {args.method} makes a mix but no console settings to write")
+    mixer = get_audio_mixer(args.method, seed=args.seed)
+    multitrack = load_stems(args)
+    with progress(f"mixing ({args.method})", multitrack.num_frames) as update:
+        mix = mixer.mix(multitrack, progress=update)
+    write_outputs(mix, multitrack.sample_rate, args.output)
+    err.print(f"wrote {args.output} ({args.method}, {multitrack.num_tracks} stems, {multitrack.duration_s:.1f} s); "
+              f"no settings file: {args.method} makes audio only, with nothing to edit or re-render")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:

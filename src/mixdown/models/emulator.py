@@ -1,0 +1,585 @@
+"""Neural emulator of the console's channel strip (EQ + compressor), and its pre-training.
+
+The transformation network of Steinmetz, Pons, Pascual & Serra, "Automatic multitrack
+mixing with a differentiable mixing console of neural audio effects" (ICASSP 2021): a
+FiLM-conditioned TCN trained to behave like a chain of audio effects for any setting
+of their parameters, so that a controller can later be trained *through* it.
+
+What it emulates. One channel of `mixdown.console.channel_strips` with the fader at
+0 dB and the pan centred: the `STANDARD_EQ` layout (high-pass, low shelf, bell, high
+shelf) followed by the compressor, i.e. the `EMULATED_FIELDS` outputs of the learned
+mixers (`emulated_outputs`, 16 numbers in [0, 1] on the ranges of
+`mixdown.models.estimator.channel_specs`). Fader, pan and the reverb send are not
+emulated: they are exact, cheap DSP (gain, constant-power pan, and a send into the
+console's *shared* reverb bus, which no per-channel network can stand in for), so
+`mixdown.models.dmc` applies them with the console's own code.
+
+Network (`Emulator`), mono audio ``(batch, 1, samples)`` at ``config.sample_rate``:
+
+1. the settings go through an MLP to a conditioning vector;
+2. a learned analysis filterbank (a strided convolution, hop ``stride``, window
+   ``2 * stride``, ``tcn.channels`` bands) brings the audio to ``sample_rate / stride``
+   frames, where a causal TCN (`mixdown.models.tcn`) modulated by FiLM does the work:
+   far cheaper on a CPU than a TCN at the audio rate, with the same time span;
+3. a transposed convolution (the synthesis filterbank, initialised to zero) returns to
+   the audio rate, and the result is *added to the input*: the untrained network is
+   exactly the identity.
+
+Receptive field: ``(tcn.receptive_field + 2) * stride`` samples at most
+(`Emulator.receptive_field_samples`), causal up to the filterbank's window; with the
+default 10 blocks of kernel 3 and dilations 1..512 at hop 16 that is 32 784 samples,
+1.49 s at 22.05 kHz: enough for the compressor's release (up to 1 s) and the
+high-pass filter's low corners. The shipped recipe (``configs/emulator.yaml``, sized
+for a shared 2-core machine) keeps that span with a quarter of the work: 16 bands,
+9 blocks (dilations 1..256) at hop 32, (1023 + 2) * 32 = 32 800 samples.
+
+Pre-training data (`StripPairs`, `render_strip`): random non-silent mono segments of
+synthesized stems (`mixdown.data.demo.synthesize_song`, every available stem, the
+stereo overhead as two sources), a random input gain, and settings drawn uniformly in
+[0, 1]^16; the targets are what the real channel strip makes of them. Loss
+(`EmulatorLoss`): multi-resolution STFT (spectral convergence + log magnitude,
+auraloss) plus a weighted time-domain L1 term, which keeps the phase right (the
+emulated channels are summed into a mix).
+
+Pre-train (plain PyTorch, no Lightning) with::
+
+    python -m mixdown.models.emulator configs/emulator.yaml
+
+which writes the best weights (`mixdown.models.save_model` format) to the recipe's
+``export`` path and reports the validation error of the emulator and of the identity
+(the dry input) against the real strip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mixdown.console import ConsoleTensors, channel_strips
+from mixdown.data.demo import AVAILABLE_STEMS, synthesize_song
+from mixdown.data.songs import STEM_SILENCE_DBFS, rms_dbfs
+from mixdown.data.targets import STANDARD_EQ
+from mixdown.dsp.pan import pan_gains
+from mixdown.errors import MixdownError
+from mixdown.models.encoders import mlp
+from mixdown.models.estimator import ChannelOutput, channel_specs
+from mixdown.models.tcn import TCN, TCNConfig
+from mixdown.params import ChannelParams, ConsoleParams, EQBand
+
+EMULATED_FIELDS = ("eq_freq_hz", "eq_gain_db", "eq_q", "threshold_db", "ratio", "attack_ms", "release_ms", "knee_db",
+                   "makeup_db")
+"""`ConsoleTensors` fields the emulator covers: the EQ bands and the compressor."""
+
+MAX_DRAWS = 10
+"""Offsets drawn per training segment before a silent one is accepted."""
+
+
+def emulated_outputs(sample_rate: int) -> tuple[ChannelOutput, ...]:
+    """The emulator's settings, in order: the EQ and compressor outputs of `channel_specs`."""
+    return tuple(out for out in channel_specs(sample_rate) if out.field in EMULATED_FIELDS)
+
+
+N_EMULATED = len(emulated_outputs(44100))
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Settings of `Emulator`.
+
+    Attributes:
+        sample_rate: Rate of the audio it processes, in Hz (the EQ ranges depend on it).
+        stride: Hop of the analysis filterbank in samples (even); the TCN runs at
+            ``sample_rate / stride`` frames per second.
+        cond_hidden: Width of the MLP from the settings to the conditioning vector.
+        tcn: The TCN (its ``channels`` are the filterbank's bands).
+    """
+
+    sample_rate: int = 22050
+    stride: int = 16
+    cond_hidden: int = 64
+    tcn: TCNConfig = field(default_factory=TCNConfig)
+
+    def __post_init__(self) -> None:
+        if not 8000 <= self.sample_rate <= 192000:
+            raise ValueError(f"sample_rate must be in 8000..192000 Hz, got {self.sample_rate}")
+        if self.stride < 2 or self.stride % 2 or self.cond_hidden < 1:
+            raise ValueError(f"stride must be even and >= 2 and cond_hidden positive, got {self.stride}, "
+                             f"{self.cond_hidden}")
+
+
+class Emulator(nn.Module):
+    """FiLM-TCN emulation of one channel strip's EQ and compressor (see the module docstring).
+
+    Shape:
+        audio: ``(batch, 1, samples)`` at ``config.sample_rate``.
+        params: ``(batch, N_EMULATED)`` in [0, 1], order of `emulated_outputs`.
+        Output: ``(batch, 1, samples)``.
+    """
+
+    def __init__(self, config: EmulatorConfig = EmulatorConfig()):
+        super().__init__()
+        self.config = config
+        width, stride = config.tcn.channels, config.stride
+        self.condition = mlp([N_EMULATED, config.cond_hidden, config.cond_hidden, config.tcn.cond_dim])
+        self.analysis = nn.Conv1d(1, width, 2 * stride, stride=stride, padding=stride // 2)
+        self.tcn = TCN(config.tcn)
+        self.synthesis = nn.ConvTranspose1d(width, 1, 2 * stride, stride=stride, padding=stride // 2)
+        nn.init.zeros_(self.synthesis.weight)  # the untrained emulator is exactly the identity
+        nn.init.zeros_(self.synthesis.bias)
+
+    @property
+    def receptive_field_samples(self) -> int:
+        """Most input samples one output sample depends on (besides itself, through the dry path)."""
+        return (self.config.tcn.receptive_field + 2) * self.config.stride
+
+    def forward(self, audio: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        batch, channels, samples = audio.shape
+        if channels != 1 or params.shape != (batch, N_EMULATED):
+            raise ValueError(f"expected audio (batch, 1, samples) and params (batch, {N_EMULATED}), "
+                             f"got {tuple(audio.shape)} and {tuple(params.shape)}")
+        padded = nn.functional.pad(audio, (0, -samples % self.config.stride))
+        frames = self.tcn(self.analysis(padded), self.condition(params))
+        return audio + self.synthesis(frames)[..., :samples]
+
+
+# ----------------------------------------------------------------------------- the real strip
+
+
+def strip_settings(normalized: torch.Tensor, sample_rate: int) -> ConsoleTensors:
+    """Console settings of one-track mixes: the emulated settings, fader 0 dB, pan centre.
+
+    Args:
+        normalized: ``(rows, N_EMULATED)`` in [0, 1], order of `emulated_outputs`.
+        sample_rate: In Hz.
+
+    Returns:
+        `ConsoleTensors` of ``rows`` mixes of one track each, with the `STANDARD_EQ`
+        layout (the high-pass filter at gain 0 dB and Q 0.707) and the reverb send off.
+    """
+    rows = normalized.shape[0]
+    channel = ChannelParams("strip", eq=[EQBand(band, 1000.0) for band in STANDARD_EQ])
+    base = ConsoleTensors.from_params([ConsoleParams([channel], sample_rate=sample_rate)] * rows)
+    values = {name: getattr(base, name).clone() for name in EMULATED_FIELDS}
+    for i, out in enumerate(emulated_outputs(sample_rate)):
+        value = out.spec.denormalize(normalized[:, i].float())
+        if out.band is None:
+            values[out.field] = value[:, None]
+        else:
+            values[out.field][:, 0, out.band] = value
+    return replace(base, **values)
+
+
+def render_strip(audio: torch.Tensor, normalized: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """What the console's channel strip makes of mono ``audio`` with the given settings.
+
+    Runs `mixdown.console.channel_strips` with `strip_settings` and takes the left side
+    of the centred output divided by the centre pan gain, i.e. the signal after EQ and
+    compressor.
+
+    Shape:
+        audio: ``(rows, 1, samples)``; normalized: ``(rows, N_EMULATED)``.
+        Output: ``(rows, 1, samples)``.
+    """
+    rows = audio.shape[0]
+    stereo = torch.zeros(rows, 1, dtype=torch.bool)
+    with torch.no_grad():
+        panned, _ = channel_strips(audio[:, None], strip_settings(normalized, sample_rate), stereo, sample_rate)
+        centre = pan_gains(torch.zeros(()), torch.zeros((), dtype=torch.bool))[0]
+    return panned[:, 0, :1] / centre
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def synthetic_sources(seeds: Sequence[int], sample_rate: int, duration_s: float) -> list[np.ndarray]:
+    """Mono sources for pre-training: every stem of ``synthesize_song(seed)`` for each seed.
+
+    Returns:
+        float32 arrays ``(samples,)``, one per stem and channel (the stereo overhead
+        gives two).
+    """
+    sources = []
+    for seed in seeds:
+        song = synthesize_song(seed, sample_rate=sample_rate, duration_s=duration_s, stems=AVAILABLE_STEMS)
+        sources += [np.ascontiguousarray(channel, dtype=np.float32) for audio in song.values() for channel in audio]
+    return sources
+
+
+class StripPairs(torch.utils.data.Dataset):
+    """Random mono segments with random settings (the inputs; `render_strip` gives targets).
+
+    Item ``i`` is drawn from ``np.random.default_rng([seed, i])``: a source, an offset
+    where the segment's RMS is at least `STEM_SILENCE_DBFS` (up to `MAX_DRAWS` draws,
+    else the loudest draw), an input gain uniform in ``input_gain_db`` and settings
+    uniform in [0, 1]^N_EMULATED.
+
+    Args:
+        sources: Mono float32 signals, each at least ``segment_frames`` long.
+        segment_frames: Segment length in samples.
+        length: Number of items.
+        seed: Seed of the draws.
+        input_gain_db: ``(low, high)`` range of the gain applied to a segment.
+
+    Items are ``(audio (1, segment_frames), params (N_EMULATED,))`` float32 tensors.
+    """
+
+    def __init__(self, sources: Sequence[np.ndarray], segment_frames: int, length: int, seed: int,
+                 input_gain_db: tuple[float, float] = (-12.0, 0.0)):
+        super().__init__()
+        if not sources or min(len(s) for s in sources) < segment_frames:
+            raise MixdownError(f"need sources of at least {segment_frames} samples")
+        self.sources, self.segment_frames, self.length, self.seed = list(sources), segment_frames, length, seed
+        self.input_gain_db = input_gain_db
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        best, best_level = None, -math.inf
+        for _ in range(MAX_DRAWS):
+            source = self.sources[int(rng.integers(len(self.sources)))]
+            start = int(rng.integers(len(source) - self.segment_frames + 1))
+            segment = source[start:start + self.segment_frames]
+            level = rms_dbfs(segment)
+            if level > best_level:
+                best, best_level = segment, level
+            if level >= STEM_SILENCE_DBFS:
+                break
+        gain = 10.0 ** (rng.uniform(*self.input_gain_db) / 20.0)
+        params = rng.random(N_EMULATED)
+        return (torch.from_numpy(best * np.float32(gain))[None],
+                torch.from_numpy(params.astype(np.float32)))
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+@dataclass(frozen=True)
+class EmulatorLossConfig:
+    """Settings of `EmulatorLoss`.
+
+    Attributes:
+        fft_sizes: STFT sizes (and window lengths) in samples, one resolution each.
+        hop_fraction: Hop as a fraction of each FFT size.
+        l1_weight: Weight of the mean absolute sample error.
+        eps: Floor on STFT magnitudes (auraloss), so silence stays finite.
+    """
+
+    fft_sizes: tuple[int, ...] = (256, 1024, 4096)
+    hop_fraction: float = 0.25
+    l1_weight: float = 10.0
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not self.fft_sizes or min(self.fft_sizes) < 16 or not 0.0 < self.hop_fraction <= 1.0:
+            raise ValueError("need fft_sizes >= 16 and hop_fraction in (0, 1]")
+        if self.l1_weight < 0.0 or self.eps <= 0.0:
+            raise ValueError("l1_weight must be >= 0 and eps > 0")
+
+
+class EmulatorLoss(nn.Module):
+    """Multi-resolution STFT loss (auraloss) plus ``l1_weight`` times the time-domain L1.
+
+    Args:
+        config: Resolutions and weights.
+        reduction: ``"mean"`` over the batch, or ``"none"`` for one value per item.
+
+    Shape:
+        estimate, target: ``(batch, 1, samples)``, samples > half the largest FFT.
+        Output: scalar, or ``(batch,)`` with ``reduction="none"``.
+
+    Each item is scored on its own (spectral convergence divides by the target's norm,
+    so pooling a batch would let loud items dominate).
+    """
+
+    def __init__(self, config: EmulatorLossConfig = EmulatorLossConfig(), reduction: str = "mean"):
+        super().__init__()
+        if reduction not in ("mean", "none"):
+            raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        try:
+            from auraloss.freq import MultiResolutionSTFTLoss
+        except ImportError:
+            raise MixdownError("the emulator loss needs auraloss: pip install 'mixdown[train]'") from None
+        self.config, self.reduction = config, reduction
+        sizes = list(config.fft_sizes)
+        self.stft = MultiResolutionSTFTLoss(fft_sizes=sizes, hop_sizes=[max(1, int(n * config.hop_fraction))
+                                                                        for n in sizes],
+                                            win_lengths=sizes, eps=config.eps)
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if estimate.dim() != 3 or estimate.shape[1] != 1 or estimate.shape != target.shape:
+            raise ValueError(f"expected estimate and target of equal shape (batch, 1, samples), "
+                             f"got {tuple(estimate.shape)} and {tuple(target.shape)}")
+        spectral = torch.stack([self.stft(estimate[i:i + 1], target[i:i + 1]) for i in range(estimate.shape[0])])
+        per_item = spectral + self.config.l1_weight * (estimate - target).abs().mean(dim=(1, 2))
+        return per_item.mean() if self.reduction == "mean" else per_item
+
+
+# ----------------------------------------------------------------------------- pre-training
+
+
+@dataclass(frozen=True)
+class EmulatorTrainConfig:
+    """The emulator's pre-training recipe (YAML: ``configs/emulator.yaml``).
+
+    Attributes:
+        model: The emulator's settings.
+        loss: The loss's settings.
+        song_seed: Training songs are ``synthesize_song(song_seed + i)``,
+            ``i < train_songs``; validation songs follow them.
+        train_songs: Songs whose stems make the training sources.
+        val_songs: Songs whose stems make the validation sources.
+        song_duration_s: Length of each synthesized song.
+        segment_s: Segment length; should exceed the receptive field.
+        input_gain_db: Range of the random gain applied to input segments.
+        batch_size: Segments per step.
+        steps: Optimisation steps.
+        lr: Peak learning rate (AdamW, one-cycle cosine schedule).
+        warmup_fraction: Share of the steps spent warming up.
+        grad_clip: Gradient-norm clip.
+        val_every_steps: Validate (and keep the best weights) this often.
+        val_segments: Validation segments (fixed).
+        seed: Seeds the weights and the draws.
+        threads: torch threads (0 keeps torch's default).
+        out: Run folder (``log.csv``, ``emulator.pt`` with the best weights, ``report.md``).
+        export: Where to copy the best weights to, or ``None``.
+    """
+
+    model: EmulatorConfig = field(default_factory=EmulatorConfig)
+    loss: EmulatorLossConfig = field(default_factory=EmulatorLossConfig)
+    song_seed: int = 100_000
+    train_songs: int = 16
+    val_songs: int = 4
+    song_duration_s: float = 8.0
+    segment_s: float = 1.5
+    input_gain_db: tuple[float, float] = (-12.0, 0.0)
+    batch_size: int = 8
+    steps: int = 1000
+    lr: float = 3e-3
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    val_every_steps: int = 100
+    val_segments: int = 32
+    seed: int = 0
+    threads: int = 0
+    out: str = "runs/emulator"
+    export: str | None = None
+
+    def __post_init__(self) -> None:
+        positive = {"train_songs": self.train_songs, "val_songs": self.val_songs, "batch_size": self.batch_size,
+                    "steps": self.steps, "val_every_steps": self.val_every_steps, "val_segments": self.val_segments}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if not 0.0 < self.segment_s <= self.song_duration_s or self.lr <= 0 or not 0.0 < self.warmup_fraction < 1.0:
+            raise ValueError("need 0 < segment_s <= song_duration_s, lr > 0 and warmup_fraction in (0, 1)")
+        if self.input_gain_db[0] > self.input_gain_db[1] or self.grad_clip <= 0 or self.threads < 0:
+            raise ValueError("input_gain_db must be (low, high), grad_clip > 0 and threads >= 0")
+
+
+@dataclass(frozen=True)
+class EmulatorScores:
+    """Mean `EmulatorLoss` against the real strip on a set of pairs.
+
+    Attributes:
+        emulator: Of the emulator's output.
+        identity: Of the dry input (the trivial emulator).
+    """
+
+    emulator: float
+    identity: float
+
+
+def evaluate(model: Emulator, batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+             loss: EmulatorLossConfig) -> EmulatorScores:
+    """Score ``model`` and the identity on ``(audio, params, target)`` batches (mean over items)."""
+    loss = EmulatorLoss(loss, reduction="none")
+    was_training = model.training
+    model.eval()
+    emulated, identity, count = 0.0, 0.0, 0
+    with torch.no_grad():
+        for audio, params, target in batches:
+            emulated += float(loss(model(audio, params), target).sum())
+            identity += float(loss(audio, target).sum())
+            count += audio.shape[0]
+    model.train(was_training)
+    return EmulatorScores(emulated / count, identity / count)
+
+
+class RenderedCollate:
+    """Stacks `StripPairs` items and adds their real-strip targets: ``(audio, params, target)``."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+
+    def __call__(self, items: Sequence[tuple[torch.Tensor, torch.Tensor]]
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        audio, params = (torch.stack(parts) for parts in zip(*items, strict=True))
+        return audio, params, render_strip(audio, params, self.sample_rate)
+
+
+def rendered_batches(pairs: StripPairs, batch_size: int, sample_rate: int
+                     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Every item of ``pairs`` as ``(audio, params, target)`` batches, targets from `render_strip`."""
+    collate = RenderedCollate(sample_rate)
+    return [collate([pairs[i] for i in range(start, min(start + batch_size, len(pairs)))])
+            for start in range(0, len(pairs), batch_size)]
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """What `pretrain` produced: the best weights, their scores and the step they are from."""
+
+    weights: Path
+    exported: Path | None
+    best_step: int
+    scores: EmulatorScores
+
+
+def pretrain(config: EmulatorTrainConfig, log: Callable[[str], None] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> PretrainResult:
+    """Pre-train an emulator from scratch (see the module docstring).
+
+    Args:
+        config: The recipe.
+        log: Called with one line of text per validation, or None.
+        progress: Called with ``(steps_done, steps)`` after every step, or None.
+
+    Returns:
+        Where the best weights are and their validation scores.
+    """
+    from mixdown.models import save_model
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    if config.export is not None and not Path(config.export).parent.is_dir():
+        raise MixdownError(f"{Path(config.export).parent}: folder for the exported weights does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+    rate, frames = config.model.sample_rate, round(config.segment_s * config.model.sample_rate)
+    seeds = [config.song_seed + i for i in range(config.train_songs + config.val_songs)]
+    train_sources = synthetic_sources(seeds[:config.train_songs], rate, config.song_duration_s)
+    val_sources = synthetic_sources(seeds[config.train_songs:], rate, config.song_duration_s)
+    val_pairs = StripPairs(val_sources, frames, config.val_segments, seed=config.seed + 1,
+                           input_gain_db=config.input_gain_db)
+    val_batches = rendered_batches(val_pairs, config.batch_size, rate)
+    train_pairs = StripPairs(train_sources, frames, config.steps * config.batch_size, seed=config.seed,
+                             input_gain_db=config.input_gain_db)
+    loader = torch.utils.data.DataLoader(train_pairs, batch_size=config.batch_size, shuffle=False,
+                                         collate_fn=RenderedCollate(rate))
+
+    torch.manual_seed(config.seed)
+    model = Emulator(config.model)
+    loss_fn = EmulatorLoss(config.loss)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps,
+                                                   pct_start=config.warmup_fraction, anneal_strategy="cos")
+    weights = out / "emulator.pt"
+    rows: list[dict[str, float]] = []
+    best: tuple[float, int, EmulatorScores] | None = None
+    running, started = 0.0, time.perf_counter()
+    for step, (audio, params, target) in enumerate(loader, start=1):
+        loss = loss_fn(model(audio, params), target)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        schedule.step()
+        running += float(loss.detach())
+        if progress is not None:
+            progress(step, config.steps)
+        if step % config.val_every_steps and step != config.steps:
+            continue
+        scores = evaluate(model, val_batches, config.loss)
+        rows.append({"step": step, "train_loss": running / (step - (rows[-1]["step"] if rows else 0)),
+                     "val_emulator": scores.emulator, "val_identity": scores.identity,
+                     "seconds": time.perf_counter() - started})
+        running = 0.0
+        if best is None or scores.emulator < best[0]:
+            best = (scores.emulator, step, scores)
+            save_model(model, weights)
+        _write_log(out / "log.csv", rows)
+        if log is not None:
+            log(f"step {step}/{config.steps}: train {rows[-1]['train_loss']:.4f}, val emulator {scores.emulator:.4f} "
+                f"(identity {scores.identity:.4f}), {rows[-1]['seconds']:.0f} s")
+    _, best_step, best_scores = best
+    exported = None
+    if config.export is not None:
+        from mixdown.models import load_model
+
+        exported = save_model(load_model(weights).model, config.export)
+    return PretrainResult(weights, exported, best_step, best_scores)
+
+
+def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
+    from mixdown.audio import atomic_write_text
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+
+
+def load_pretrain_config(path: str | Path) -> EmulatorTrainConfig:
+    """Read a pre-training recipe from YAML; unknown keys and bad values raise `MixdownError`."""
+    import yaml
+
+    from mixdown.models import config_from_dict
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MixdownError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise MixdownError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    return config_from_dict(EmulatorTrainConfig, data, str(path))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mixdown.models.emulator RECIPE.yaml [--steps N] [--out DIR] [--export PATH]``."""
+    from mixdown.cli import err, progress
+
+    parser = argparse.ArgumentParser(prog="python -m mixdown.models.emulator",
+                                     description="pre-train the channel-strip emulator of the DMC")
+    parser.add_argument("config", type=Path, help="recipe, e.g. configs/emulator.yaml")
+    parser.add_argument("--steps", type=int, help="optimisation steps (overrides the recipe)")
+    parser.add_argument("--out", help="run folder (overrides the recipe)")
+    parser.add_argument("--export", help="where to write the best weights (overrides the recipe)")
+    args = parser.parse_args(argv)
+    say = lambda line: err.print(line, markup=False, emoji=False, soft_wrap=True)  # noqa: E731
+    try:
+        config = load_pretrain_config(args.config)
+        overrides = {"steps": args.steps, "out": args.out, "export": args.export}
+        try:
+            config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        except ValueError as exc:
+            raise MixdownError(f"bad option: {exc}") from None
+        with progress("pre-training the emulator", config.steps) as update:
+            result = pretrain(config, log=say, progress=update)
+    except MixdownError as exc:
+        say(f"error: {exc}")
+        return 2
+    say(f"best step {result.best_step}: validation loss vs the real strip {result.scores.emulator:.4f} "
+        f"(identity {result.scores.identity:.4f}); weights {result.exported or result.weights}")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the package's copy of this module (whose classes `mixdown.models.MODELS` registers), not this one.
+    from mixdown.models.emulator import main as package_main
+
+    sys.exit(package_main())

@@ -1,0 +1,327 @@
+"""Reverse engineering: least-squares known answers, recovery of gain/pan mixes, the full chain, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import replace
+
+import numba
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy import signal
+
+from mixdown.cli import main
+from mixdown.console import ConsoleTensors, render, render_tensor
+from mixdown.dsp.eq import BAND_TYPE_IDS, biquad_coefficients
+from mixdown.dsp.loudness import integrated_loudness
+from mixdown.errors import AudioError
+from mixdown.mixers import MIXERS
+from mixdown.mixers.reverse import (
+    COMPRESSOR_OFF_RATIO,
+    ConsoleFit,
+    ReverseConfig,
+    ReverseEngineer,
+    _biquad_power_db,
+    _learned,
+    _levenberg_marquardt,
+    _render_unnormalised,
+    fit_standard_eq,
+    least_squares_filters,
+    load_reference,
+    pans_from_filters,
+    reverse_engineer,
+)
+from mixdown.multitrack import Multitrack
+from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand, MasterParams
+
+SR = 22050
+SECONDS = 2.5
+FAST = ReverseConfig(steps=0, eq_fit_steps=150)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch and numba thread: these short signals gain nothing from thread hand-offs."""
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
+
+
+@pytest.fixture(scope="module")
+def band() -> Multitrack:
+    """Four spectrally different, bursty noise stems (one stereo), 2.5 s at 22.05 kHz."""
+    rng = np.random.default_rng(7)
+    n = int(SECONDS * SR)
+    t = np.arange(n) / SR
+
+    def shaped(b, a, rate_hz, channels=1):
+        envelope = 0.3 + 0.7 * (np.sin(2 * np.pi * rate_hz * t) > 0)  # on/off bursts
+        return (0.2 * envelope * signal.lfilter(b, a, rng.standard_normal((channels, n)))).astype(np.float32)
+
+    arrays = {
+        "bass": shaped(*signal.butter(2, 300, "low", fs=SR), 2.0),
+        "keys": shaped(*signal.butter(2, [200, 4000], "band", fs=SR), 3.0),
+        "hihat": shaped(*signal.butter(2, 2000, "high", fs=SR), 8.0),
+        "overheads": shaped([1.0], [1.0], 5.0, channels=2),
+    }
+    return Multitrack.from_arrays(arrays, SR)
+
+
+def _gain_pan_params(multitrack: Multitrack, target_lufs: float | None) -> ConsoleParams:
+    settings = {"bass": (-3.0, 0.0), "keys": (-8.0, -0.6), "hihat": (-12.0, 0.45), "overheads": (-6.0, 0.2)}
+    channels = [ChannelParams(name, gain_db=g, pan=p) for name, (g, p) in settings.items()]
+    return ConsoleParams(channels=channels, master=MasterParams(target_lufs=target_lufs, ceiling_dbtp=None),
+                         sample_rate=SR).ordered_like(multitrack.names)
+
+
+def _full_params(multitrack: Multitrack) -> ConsoleParams:
+    params = _gain_pan_params(multitrack, target_lufs=-14.0)
+    for ch, peak_hz in zip(params.channels, (120.0, 900.0, 6000.0, 2500.0), strict=True):
+        ch.eq = [EQBand("highpass", 30.0), EQBand("low_shelf", 150.0, -2.0), EQBand("peak", peak_hz, 4.0, 1.5),
+                 EQBand("high_shelf", 6000.0, 2.0)]
+        ch.reverb_send_db = -18.0
+    params.channel("bass").compressor = CompressorParams(threshold_db=-30.0, ratio=4.0, attack_ms=5.0,
+                                                         release_ms=80.0)
+    params.master.ceiling_dbtp = -1.0
+    params.master.reverb = replace(params.master.reverb, decay_s=1.2)
+    return params
+
+
+def _effective_gains(multitrack: Multitrack, params: ConsoleParams) -> np.ndarray:
+    """Fader + makeup + the gain the master's loudness normalisation applies (dB)."""
+    normaliser = 0.0
+    if params.master.target_lufs is not None:
+        raw = replace(params, master=replace(params.master, target_lufs=None, ceiling_dbtp=None))
+        premix = float(integrated_loudness(torch.from_numpy(render(multitrack, raw))[None].double(), SR)[0])
+        normaliser = params.master.target_lufs - premix
+    return np.array([ch.gain_db + (ch.compressor.makeup_db if ch.compressor else 0.0) + normaliser
+                     for ch in params.channels])
+
+
+# --- least squares -------------------------------------------------------------------------------
+
+
+def test_least_squares_filters_known_answer():
+    rng = np.random.default_rng(0)
+    stems = torch.from_numpy(rng.standard_normal((3, 1, 8 * 2048))).repeat(1, 2, 1)
+    left, right = torch.tensor([0.5, 0.2, 1.1], dtype=torch.float64), torch.tensor([0.1, 0.7, -0.4],
+                                                                                   dtype=torch.float64)
+    mix = torch.stack([(left[:, None] * stems[:, 0]).sum(0), (right[:, None] * stems[:, 1]).sum(0)])
+    filters, power = least_squares_filters(stems, mix, n_fft=256, block_frames=16)
+    assert filters.shape == (2, 129, 3) and power.shape == (2, 129, 3)
+    torch.testing.assert_close(filters[0, 1:-1], left.to(filters.dtype).expand(127, 3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(filters[1, 1:-1], right.to(filters.dtype).expand(127, 3), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("pan", [-1.0, -0.4, 0.0, 0.3, 1.0])
+def test_pans_from_constant_power_filters(pan):
+    theta = (pan + 1.0) * math.pi / 4.0
+    filters = torch.stack([torch.full((33, 1), 0.5 * math.cos(theta), dtype=torch.float64),
+                           torch.full((33, 1), 0.5 * math.sin(theta), dtype=torch.float64)])
+    power = torch.rand(2, 33, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert float(pans_from_filters(filters.to(torch.complex128), power)[0]) == pytest.approx(pan, abs=1e-9)
+
+
+@pytest.mark.parametrize("start", [(-1.2, 1.0), (2.0, -1.0), (0.0, 3.0)])
+def test_levenberg_marquardt_solves_rosenbrock(start):
+    """Rosenbrock's valley as least squares, r = (10 (y - x^2), 1 - x): the one minimum is (1, 1)."""
+    def residuals(theta):
+        x, y = theta[..., 0], theta[..., 1]
+        return torch.stack([10.0 * (y - x**2), 1.0 - x], dim=-1)
+
+    theta, residual = _levenberg_marquardt(residuals, torch.tensor([start, (0.5, 0.5)], dtype=torch.float64), 40)
+    torch.testing.assert_close(theta, torch.ones(2, 2, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(residual, residuals(theta))
+
+
+def test_eq_curve_fit_recovers_a_known_strip():
+    centre = 20.0 * 2.0 ** (torch.arange(0, 55, dtype=torch.float64) / 6.0)
+    types = torch.tensor([BAND_TYPE_IDS[t] for t in ("highpass", "low_shelf", "peak", "high_shelf")])
+    freq = torch.tensor([60.0, 200.0, 1500.0, 5000.0], dtype=torch.float64)
+    gain = torch.tensor([0.0, -4.0, 6.0, 3.0], dtype=torch.float64)
+    q = torch.tensor([0.707, 0.707, 2.0, 0.707], dtype=torch.float64)
+    b, a = biquad_coefficients(types, freq, gain, q, SR)
+    response = (-7.0 + _biquad_power_db(b, a, centre, SR).sum(0))[None]
+    fit = fit_standard_eq(response, torch.ones_like(response), centre, SR, steps=200, prior_weight=0.0)
+    assert float(fit.error_db2[0]) < 0.05
+    assert float(fit.gain_db[0]) == pytest.approx(-7.0, abs=0.5)
+    assert float(fit.freq_hz[0, 2]) == pytest.approx(1500.0, rel=0.1)
+    assert float(fit.eq_gain_db[0, 2]) == pytest.approx(6.0, abs=0.75)
+
+
+# --- the descent's pieces ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ceiling_dbtp", [None, -6.0])
+def test_grouped_render_equals_render_tensor(band, ceiling_dbtp):
+    params = _full_params(band)
+    params.master.ceiling_dbtp = ceiling_dbtp
+    p = replace(ConsoleTensors.from_params([params]), target_lufs=torch.full((1,), math.nan))
+    stems, stereo = torch.from_numpy(band.to_array()), torch.from_numpy(band.stereo_mask())
+    with torch.no_grad():
+        expected = render_tensor(stems[None], p, stereo[None], SR)
+    torch.testing.assert_close(_render_unnormalised(stems, p, stereo, SR), expected, atol=2e-6, rtol=0)
+
+
+def test_console_fit_starts_at_the_start_and_stays_in_range(band):
+    start = ConsoleTensors.from_params([_full_params(band)])
+    model = ConsoleFit(start, _learned(start, ReverseConfig(), SR))
+    with torch.no_grad():
+        begun = model()
+        torch.testing.assert_close(begun.gain_db, start.gain_db, atol=0.02, rtol=0)
+        torch.testing.assert_close(begun.eq_freq_hz, start.eq_freq_hz, atol=0, rtol=1e-3)
+        for logit in model.logits.values():
+            logit.copy_(torch.where(torch.rand_like(logit) < 0.5, -50.0, 50.0))
+        extreme = model()
+    for name, spec in model.specs.items():
+        value = getattr(extreme, name)
+        slack = 1e-5 * (abs(spec.minimum) + abs(spec.maximum)) + 1e-5  # float32 rounding, whatever the sign
+        assert float(value.min()) >= spec.minimum - slack, name
+        assert float(value.max()) <= spec.maximum + slack, name
+    fixed_q = start.eq_type != BAND_TYPE_IDS["peak"]
+    assert bool((extreme.eq_gain_db[start.eq_type == BAND_TYPE_IDS["highpass"]] == 0).all())
+    assert bool((extreme.eq_q[fixed_q] == start.eq_q[fixed_q]).all())
+    assert float(extreme.eq_freq_hz.max()) < 0.49 * SR
+
+
+# --- recovery ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("target_lufs", "steps"), [(None, 0), (-14.0, 8)])
+def test_recovers_gain_and_pan_only_mix(band, target_lufs, steps):
+    truth = _gain_pan_params(band, target_lufs)
+    estimate = reverse_engineer(band, render(band, truth), replace(FAST, steps=steps, excerpt_s=1.0))
+    gain_error = np.abs(_effective_gains(band, estimate) - _effective_gains(band, truth))
+    pan_error = np.abs(np.array([c.pan for c in estimate.channels]) - np.array([c.pan for c in truth.channels]))
+    assert gain_error.max() < 0.5, gain_error
+    assert pan_error.max() < 0.05, pan_error
+
+
+def test_full_chain_lowers_the_loss_and_validates(band):
+    truth = _full_params(band)
+    engineer = ReverseEngineer(replace(FAST, steps=12, excerpt_s=1.0, learning_rate=0.03))
+    estimate = engineer.fit(band, render(band, truth))
+    report = engineer.report
+    assert report.steps == 12 and len(report.losses) == 12
+    assert report.initial_loss < 0.5 * report.neutral_loss
+    assert report.final_loss < report.initial_loss
+    ConsoleParams.from_dict(json.loads(estimate.to_json()))  # validates
+    assert estimate.method == "reverse" and estimate.sample_rate == SR
+    assert [c.name for c in estimate.channels] == band.names
+    assert all(len(c.eq) == 4 for c in estimate.channels)
+    assert all(c.compressor is None or c.compressor.ratio > COMPRESSOR_OFF_RATIO for c in estimate.channels)
+    reference_lufs = float(integrated_loudness(torch.from_numpy(render(band, truth))[None].double(), SR)[0])
+    assert estimate.master.target_lufs == pytest.approx(reference_lufs, abs=0.01)
+    assert estimate.master.ceiling_dbtp is not None and estimate.master.ceiling_dbtp <= -0.99
+
+
+def test_not_a_reference_free_mixer():
+    assert "reverse" not in MIXERS
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda mix: mix[:1], "mono"),
+    (lambda mix: mix[:, :-10], "samples long"),
+    (lambda mix: np.where(np.arange(mix.shape[1]) == 5, np.nan, mix), "NaN"),
+    (lambda mix: np.zeros_like(mix), "silent"),
+])
+def test_rejects_bad_references(band, make, match):
+    mix = render(band, _gain_pan_params(band, None))
+    with pytest.raises(AudioError, match=match):
+        reverse_engineer(band, make(mix), FAST)
+
+
+def test_rejects_silent_stems(band):
+    silent = Multitrack.from_arrays({name: np.zeros_like(band.stem_audio(i)) for i, name in enumerate(band.names)},
+                                    SR)
+    with pytest.raises(AudioError, match="every stem is silent"):
+        reverse_engineer(silent, render(band, _gain_pan_params(band, None)), FAST)
+
+
+@pytest.mark.parametrize(("rate", "extra_s", "warning"), [(SR, 0.0, None), (44100, 0.0, "resampled"),
+                                                          (SR, 0.5, "trimmed"), (SR, -0.5, "padded")])
+def test_load_reference_fits_the_stems(band, tmp_path, rate, extra_s, warning):
+    mix = render(band, _gain_pan_params(band, None))
+    if rate != SR:
+        mix = signal.resample_poly(mix, rate // SR, 1, axis=-1)
+    frames = mix.shape[1] + round(extra_s * rate)
+    path = tmp_path / "mix.wav"
+    sf.write(path, np.pad(mix, ((0, 0), (0, max(0, frames - mix.shape[1]))))[:, :frames].T, rate, subtype="FLOAT")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_reference(path, band)
+    messages = [str(w.message) for w in caught]
+    assert loaded.shape == (2, band.num_frames)
+    assert messages == [] if warning is None else (len(messages) == 1 and warning in messages[0])
+
+
+@pytest.mark.parametrize(("channels", "extra_s", "match"), [(1, 0.0, "mono"), (2, 3.0, "same song")])
+def test_load_reference_refuses(band, tmp_path, channels, extra_s, match):
+    path = tmp_path / "mix.wav"
+    sf.write(path, np.full((band.num_frames + int(extra_s * SR), channels), 0.1, dtype=np.float32), SR)
+    with pytest.raises(AudioError, match=match):
+        load_reference(path, band)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _write_session(band: Multitrack, folder, reference: np.ndarray) -> tuple:
+    stems = folder / "stems"
+    stems.mkdir()
+    for i, name in enumerate(band.names):
+        sf.write(stems / f"{name}.wav", band.stem_audio(i).T, SR, subtype="FLOAT")
+    mix = folder / "mix.wav"
+    sf.write(mix, reference.T, SR, subtype="FLOAT")
+    return stems, mix
+
+
+def test_cli_writes_params_and_render(band, tmp_path):
+    stems, mix = _write_session(band, tmp_path, render(band, _gain_pan_params(band, -14.0)))
+    out, rendered = tmp_path / "params.json", tmp_path / "again.wav"
+    code = main(["reverse", str(stems), str(mix), "-o", str(out), "--steps", "2", "--excerpt-seconds", "1",
+                 "--render", str(rendered)])
+    assert code == 0
+    params = ConsoleParams.load(out)
+    assert sorted(c.name for c in params.channels) == sorted(band.names)
+    audio, rate = sf.read(rendered, always_2d=True)
+    assert rate == SR and audio.shape == (band.num_frames, 2)
+
+
+@pytest.mark.parametrize(("args", "make", "message"), [
+    (["-o", "{tmp}/params.txt"], None, "must end in .json"),
+    (["-o", "{tmp}/missing/params.json"], None, "does not exist"),
+    (["-o", "{tmp}/params.json", "--render", "{tmp}/mix.mp3"], None, "must end in"),
+    (["-o", "{tmp}/params.json", "--render", "{tmp}/out.wav"], lambda mix: mix[:1], "mono"),
+    (["-o", "{tmp}/params.json", "--render", "{tmp}/out.wav"], np.zeros_like, "silent"),
+    (["-o", "{tmp}/params.json", "--render", "{tmp}/out.wav"], lambda mix: np.tile(mix, 3), "same song"),
+])
+def test_cli_errors_leave_nothing_behind(band, tmp_path, capsys, args, make, message):
+    reference = render(band, _gain_pan_params(band, None))
+    stems, mix = _write_session(band, tmp_path, reference if make is None else make(reference))
+    argv = [a.format(tmp=tmp_path) for a in args]
+    assert main(["reverse", str(stems), str(mix), *argv, "--steps", "1"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "params.json").exists() and not (tmp_path / "out.wav").exists()
+
+
+@pytest.mark.parametrize("missing", ["stems", "mix.wav"])
+def test_cli_missing_inputs(band, tmp_path, capsys, missing):
+    stems, mix = _write_session(band, tmp_path, render(band, _gain_pan_params(band, None)))
+    paths = {"stems": stems, "mix.wav": mix}
+    paths[missing] = tmp_path / "absent" / missing
+    assert main(["reverse", str(paths["stems"]), str(paths["mix.wav"]), "-o", str(tmp_path / "params.json")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(paths[missing]) in lines[0], lines
+    assert not (tmp_path / "params.json").exists()
