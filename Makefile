@@ -13,10 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Writes the bundled demo stems to demo/ and mixes them with the rule-based mixer.
+# Writes the bundled demo stems to demo/ and mixes them with the shipped DMC.
 demo: install
 	$(BIN)/mixdown demo -o demo
-	$(BIN)/mixdown mix demo/stems -o demo/mix.wav --method rules
+	$(BIN)/mixdown mix demo/stems -o demo/mix.wav --method dmc
 
 test: install
 	$(BIN)/python -m pytest -q
