@@ -21,6 +21,7 @@ from mixdown.mixers.dmc import DMCMixer, default_weights
 from mixdown.models import load_model, save_model
 from mixdown.models.dmc import DMC, DMCConfig, fader_pan_send
 from mixdown.models.emulator import (
+    MAX_LOG_GAIN,
     N_EMULATED,
     Emulator,
     EmulatorConfig,
@@ -37,7 +38,7 @@ from mixdown.multitrack import Multitrack
 from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand, MasterParams
 
 SR = 8000
-TINY_EMULATOR = EmulatorConfig(sample_rate=SR, stride=4, cond_hidden=8,
+TINY_EMULATOR = EmulatorConfig(sample_rate=SR, n_fft=32, hop=8, cond_hidden=8,
                                tcn=TCNConfig(channels=4, blocks=3, kernel_size=3, dilation_growth=2, cond_dim=8))
 TINY = DMCConfig(controller=EstimatorConfig(encoder=EncoderConfig(sample_rate=SR, n_fft=256, hop=128, n_mels=16,
                                                                   f_max_hz=4000.0, widths=(4, 8), embed_dim=16,
@@ -46,10 +47,10 @@ TINY = DMCConfig(controller=EstimatorConfig(encoder=EncoderConfig(sample_rate=SR
 
 
 def _emulator(seed: int = 0) -> Emulator:
-    """A tiny emulator that is not the identity (its zero-initialised output layer randomised)."""
+    """A tiny emulator that is not the identity (its zero-initialised gain layer randomised)."""
     torch.manual_seed(seed)
     model = Emulator(TINY_EMULATOR)
-    torch.nn.init.normal_(model.synthesis.weight, std=0.2)
+    torch.nn.init.normal_(model.gain.weight, std=0.2)
     return model.eval()
 
 
@@ -77,24 +78,40 @@ def _batch(tracks: int, samples: int = SR, seed: int = 0, stereo_track: int | No
 # ----------------------------------------------------------------------------- emulator
 
 
-def test_untrained_emulator_is_the_identity() -> None:
-    x = torch.randn(2, 1, 333)
-    assert torch.equal(Emulator(TINY_EMULATOR)(x, torch.rand(2, N_EMULATED)), x)
+@pytest.mark.parametrize("samples", [7, 333])  # shorter than half the window, and longer
+def test_untrained_emulator_is_the_identity(samples: int) -> None:
+    x = torch.randn(2, 1, samples, dtype=torch.float64)
+    y = Emulator(TINY_EMULATOR).double()(x, torch.rand(2, N_EMULATED, dtype=torch.float64))
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, x, rtol=0, atol=1e-12)  # the STFT round trip, exact up to rounding
+
+
+def test_emulator_gain_is_a_gain_per_bin() -> None:
+    """A constant output of the gain layer scales the signal by its soft-limited gain, and limits hold."""
+    model = Emulator(TINY_EMULATOR).double()
+    x = torch.randn(1, 1, 400, dtype=torch.float64)
+    for log_gain in (math.log(0.5), 100.0):
+        torch.nn.init.constant_(model.gain.bias, log_gain)
+        y = model(x, torch.rand(1, N_EMULATED, dtype=torch.float64))
+        expected = math.exp(MAX_LOG_GAIN * math.tanh(log_gain / MAX_LOG_GAIN))
+        torch.testing.assert_close(y, expected * x, rtol=1e-12, atol=1e-12)
+    assert expected == pytest.approx(math.exp(MAX_LOG_GAIN), rel=1e-9)  # +43 dB at most
 
 
 def test_emulator_receptive_field_bounds_its_impulse_response() -> None:
     model = _emulator().double()
-    stride, field = TINY_EMULATOR.stride, model.receptive_field_samples
+    n_fft, hop, field = TINY_EMULATOR.n_fft, TINY_EMULATOR.hop, model.receptive_field_samples
     samples, at = 4 * field, 2 * field + 1
+    background = 0.1 * torch.randn(1, 1, samples, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     impulse = torch.zeros(1, 1, samples, dtype=torch.float64)
     impulse[..., at] = 1.0
     params = torch.rand(1, N_EMULATED, dtype=torch.float64)
-    with torch.no_grad():
-        wet = model(impulse, params) - model(torch.zeros_like(impulse), params) - impulse
+    with torch.no_grad():  # what the impulse changes: in its own frames, and in the gains the TCN gives later ones
+        wet = model(background + impulse, params) - model(background, params) - impulse
     support = torch.nonzero(wet[0, 0].abs() > 1e-12).flatten()
-    assert int(support.min()) >= at - 2 * stride  # causal up to the filterbank window
+    assert int(support.min()) >= at - n_fft  # causal up to the STFT window
     assert int(support.max()) - int(support.min()) + 1 <= field
-    assert int(support.max()) - at > (TINY_EMULATOR.tcn.receptive_field - 2) * stride  # it does reach that far
+    assert int(support.max()) - at > (TINY_EMULATOR.tcn.receptive_field - 2) * hop  # it does reach that far
 
 
 def test_emulated_settings_are_the_eq_and_compressor() -> None:
@@ -242,7 +259,7 @@ def test_training_needs_a_pretrained_emulator(tmp_path) -> None:
 
 
 def test_load_emulator_refuses_other_models_and_settings(tmp_path) -> None:
-    other = Emulator(replace(TINY_EMULATOR, stride=8))
+    other = Emulator(replace(TINY_EMULATOR, hop=16))
     with pytest.raises(MixdownError, match="settings differ"):
         DMC(TINY).load_emulator(save_model(other, tmp_path / "other.pt"))
     with pytest.raises(MixdownError, match="not an emulator"):

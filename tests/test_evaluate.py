@@ -38,7 +38,7 @@ from mixdown.evaluate import (
 )
 from mixdown.evaluation import analysis, plots
 from mixdown.evaluation.results import AUDIO_METRICS, COLUMNS, PARAM_METRICS, ResultsTable
-from mixdown.evaluation.summary import GROUP_TITLES, METRICS, ORACLE, format_value, quantile
+from mixdown.evaluation.summary import GROUP_TITLES, METRICS, ORACLE, format_value, improvement_table, quantile
 from mixdown.mixers.reverse import ReverseConfig
 from mixdown.metrics import evaluate_mix
 from mixdown.params import ConsoleParams
@@ -163,6 +163,29 @@ def test_summary_medians_and_quartiles_are_those_of_the_csv(evaluated):
                    f"{format_value(float(cell['q75']))}]"
             line = next(line for line in markdown.splitlines() if line.startswith(f"| {spec.label}"))
             assert text in line, (spec.name, method)
+
+
+def test_improvement_over_baselines_is_the_ratio_of_means_over_shared_songs():
+    losses = {("a", "mono"): 2.0, ("b", "mono"): 4.0, ("a", "random"): 3.0, ("b", "random"): 1.0,
+              ("a", "dmc"): 1.0, ("b", "dmc"): 2.0, ("c", "dmc"): 9.0,  # song c has no baseline: left out
+              ("a", ORACLE): 0.0, ("b", ORACLE): 0.0}
+    rows = [{"song": song, "method": method, "stereo_mrstft": value} for (song, method), value in losses.items()]
+    table = improvement_table(rows, ["mono", "random", "dmc", ORACLE])
+    assert table.header == ("method", "vs mono", "vs random")
+    assert [[c.text for c in row] for row in table.rows] == [["dmc", "+50.0 % (2/2)", "+25.0 % (1/2)"]]
+    assert improvement_table(rows, ["dmc", ORACLE]) is None  # no baseline evaluated
+
+
+def test_report_holds_the_improvement_table_of_the_csv(evaluated):
+    _, out, _ = evaluated
+    rows = _csv_rows(out / "metrics.csv")
+    markdown = (out / "summary.md").read_text()
+    mono = {r["song"]: float(r["stereo_mrstft"]) for r in rows if r["method"] == "mono"}
+    for method in (m for m in METHODS if m not in ("mono", "random")):
+        ours = {r["song"]: float(r["stereo_mrstft"]) for r in rows if r["method"] == method}
+        gain = 1 - sum(ours.values()) / sum(mono[s] for s in ours)
+        line = next(line for line in markdown.splitlines() if line.startswith(f"| {method} |"))
+        assert f"{100 * gain:+.1f} % " in line.split("|")[2]
 
 
 def test_best_median_is_bold_and_the_oracle_never_is(evaluated):

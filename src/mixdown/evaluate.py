@@ -72,6 +72,7 @@ from mixdown.evaluation.summary import (
     METRICS,
     ORACLE,
     Summary,
+    improvement_table,
     metric_values,
     summarize,
     summary_csv,
@@ -452,6 +453,9 @@ def _write_reports(out: Path, config: EvalConfig, songs: Sequence[Song], methods
     plots_dir.mkdir(exist_ok=True)
     summaries = summarize(rows, methods)
     tables = summary_tables(summaries, methods)
+    improvement = improvement_table(rows, methods)
+    if improvement is not None:
+        tables.insert(1, improvement)
     figures = _song_figures(listen_dir, methods, figure_song, plots_dir)
     for group, title in GROUP_TITLES.items():  # the oracle, ~0 (or inf dB) by construction, is left to the tables
         panels = {spec.label: {m: metric_values(rows, m, spec) for m in methods if m != ORACLE}

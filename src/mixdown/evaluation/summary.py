@@ -10,6 +10,10 @@ reference), so quantiles are taken in the extended reals (`quantile`).
 
 The same tables are written as CSV (`summary_csv`), markdown (`tables_markdown`) and
 HTML (`mixdown.evaluation.html`); they come from `summary_tables`, so they agree.
+
+`improvement_table` compares every method with the baselines (``mono``, ``random``) on
+one metric, song by song: the relative improvement ``1 - mean(method) / mean(baseline)``
+over the songs both have, and on how many of them the method is better.
 """
 
 from __future__ import annotations
@@ -236,6 +240,54 @@ def summary_tables(summaries: Sequence[Summary], methods: Sequence[str]) -> list
         if rows:
             tables.append(Table(title, ("metric", *methods), tuple(rows)))
     return tables
+
+
+BASELINES = ("mono", "random")
+"""Methods the others are compared with in `improvement_table`."""
+
+
+def _per_song(rows: Sequence[Row], method: str, metric: str) -> dict[str, float]:
+    values = {row["song"]: float(row[metric]) for row in rows if row["method"] == method}
+    return {song: value for song, value in values.items() if math.isfinite(value)}
+
+
+def improvement_table(rows: Sequence[Row], methods: Sequence[str], metric: str = "stereo_mrstft",
+                      baselines: Sequence[str] = BASELINES) -> Table | None:
+    """Relative improvement of each method over each baseline on a lower-is-better metric.
+
+    Cells read ``+52.0 % (29/30)``: ``1 - mean(method) / mean(baseline)`` over the songs
+    where both have a finite value, and the songs where the method's value is lower.
+
+    Args:
+        rows: Results rows.
+        methods: All methods of the evaluation; the baselines and the oracle get no row.
+        metric: The column compared.
+        baselines: The methods compared with, those of ``methods`` only.
+
+    Returns:
+        The table, or None when no baseline or no other method was evaluated.
+    """
+    present = [b for b in baselines if b in methods]
+    others = [m for m in methods if m not in present and m != ORACLE]
+    if not present or not others:
+        return None
+    label = next(spec.label for spec in METRICS if spec.name == metric)
+    table_rows = []
+    for method in others:
+        ours = _per_song(rows, method, metric)
+        cells = []
+        for baseline in present:
+            theirs = _per_song(rows, baseline, metric)
+            songs = sorted(ours.keys() & theirs.keys())
+            if not songs or sum(theirs[s] for s in songs) <= 0:
+                cells.append(Cell("n/a"))
+                continue
+            gain = 1.0 - sum(ours[s] for s in songs) / sum(theirs[s] for s in songs)
+            better = sum(ours[s] < theirs[s] for s in songs)
+            cells.append(Cell(f"{100.0 * gain:+.1f} % ({better}/{len(songs)})"))
+        table_rows.append((Cell(method), *cells))
+    return Table(f"Improvement of the {label} over the baselines (1 - mean / baseline mean; songs better)",
+                 ("method", *(f"vs {b}" for b in present)), tuple(table_rows))
 
 
 def tables_markdown(tables: Sequence[Table]) -> str:

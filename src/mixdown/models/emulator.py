@@ -17,21 +17,25 @@ console's *shared* reverb bus, which no per-channel network can stand in for), s
 Network (`Emulator`), mono audio ``(batch, 1, samples)`` at ``config.sample_rate``:
 
 1. the settings go through an MLP to a conditioning vector;
-2. a learned analysis filterbank (a strided convolution, hop ``stride``, window
-   ``2 * stride``, ``tcn.channels`` bands) brings the audio to ``sample_rate / stride``
-   frames, where a causal TCN (`mixdown.models.tcn`) modulated by FiLM does the work:
-   far cheaper on a CPU than a TCN at the audio rate, with the same time span;
-3. a transposed convolution (the synthesis filterbank, initialised to zero) returns to
-   the audio rate, and the result is *added to the input*: the untrained network is
-   exactly the identity.
+2. a short-time Fourier transform (Hann window of ``n_fft`` samples, hop ``hop``) gives
+   the input's spectrum ``X`` frame by frame; its log magnitude (dBFS / 20, floored at
+   -120 dB) is projected to ``tcn.channels`` features per frame, and a causal TCN
+   (`mixdown.models.tcn`) modulated by FiLM runs over the frames;
+3. a 1x1 convolution turns its output into a log gain per frequency bin and frame,
+   soft-limited to +-`MAX_LOG_GAIN` nepers (+-43 dB), and the output is the inverse
+   STFT of ``X * exp(log_gain)``. The gain layer starts at zero, so the untrained
+   network is the identity (up to the STFT round trip's float rounding).
 
-Receptive field: ``(tcn.receptive_field + 2) * stride`` samples at most
-(`Emulator.receptive_field_samples`), causal up to the filterbank's window; with the
-default 10 blocks of kernel 3 and dilations 1..512 at hop 16 that is 32 784 samples,
-1.49 s at 22.05 kHz: enough for the compressor's release (up to 1 s) and the
-high-pass filter's low corners. The shipped recipe (``configs/emulator.yaml``, sized
-for a shared 2-core machine) keeps that span with a quarter of the work: 16 bands,
-9 blocks (dilations 1..256) at hop 32, (1023 + 2) * 32 = 32 800 samples.
+A gain per bin and frame is the form both emulated processors take: an EQ is a fixed
+gain per frequency (set by the settings alone), a compressor a gain over time (set by
+the settings and the input's level history, which the causal TCN sees). The gains are
+real, so the emulation is zero-phase where the console's biquads are minimum-phase;
+the time-domain term of the loss sees that difference. Frames at 22.05 kHz with hop
+256 are 86 per second: the shipped recipe's 6 blocks of kernel 3 (dilations 1..32)
+see 127 frames, 1.5 s of level history, enough for the compressor's release (up to
+1 s). Output sample ``t`` depends on input samples ``t - n_fft - (RF - 1) hop`` to
+``t + n_fft`` (`Emulator.receptive_field_samples` counts them), with ``RF`` the TCN's
+receptive field in frames.
 
 Pre-training data (`StripPairs`, `render_strip`): random non-silent mono segments of
 synthesized stems (`mixdown.data.demo.synthesize_song`, every available stem, the
@@ -93,29 +97,41 @@ def emulated_outputs(sample_rate: int) -> tuple[ChannelOutput, ...]:
 N_EMULATED = len(emulated_outputs(44100))
 
 
+MAX_LOG_GAIN = 5.0
+"""Bound of the emulator's log gain per bin, in nepers (5 Np = 43 dB)."""
+
+_FLOOR_DB = -120.0
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     """Settings of `Emulator`.
 
     Attributes:
         sample_rate: Rate of the audio it processes, in Hz (the EQ ranges depend on it).
-        stride: Hop of the analysis filterbank in samples (even); the TCN runs at
-            ``sample_rate / stride`` frames per second.
+        n_fft: STFT window (Hann) and FFT size in samples (even).
+        hop: STFT hop in samples; at most ``n_fft / 2`` (the Hann overlap-add needs it).
         cond_hidden: Width of the MLP from the settings to the conditioning vector.
-        tcn: The TCN (its ``channels`` are the filterbank's bands).
+        tcn: The TCN over the STFT frames.
     """
 
     sample_rate: int = 22050
-    stride: int = 16
+    n_fft: int = 1024
+    hop: int = 256
     cond_hidden: int = 64
-    tcn: TCNConfig = field(default_factory=TCNConfig)
+    tcn: TCNConfig = field(default_factory=lambda: TCNConfig(channels=64, blocks=6, cond_dim=32))
 
     def __post_init__(self) -> None:
         if not 8000 <= self.sample_rate <= 192000:
             raise ValueError(f"sample_rate must be in 8000..192000 Hz, got {self.sample_rate}")
-        if self.stride < 2 or self.stride % 2 or self.cond_hidden < 1:
-            raise ValueError(f"stride must be even and >= 2 and cond_hidden positive, got {self.stride}, "
-                             f"{self.cond_hidden}")
+        if self.n_fft < 16 or self.n_fft % 2 or not 1 <= self.hop <= self.n_fft // 2 or self.cond_hidden < 1:
+            raise ValueError(f"need an even n_fft >= 16, 1 <= hop <= n_fft / 2 and a positive cond_hidden, got "
+                             f"n_fft {self.n_fft}, hop {self.hop}, cond_hidden {self.cond_hidden}")
+
+    @property
+    def bins(self) -> int:
+        """Frequency bins of the STFT."""
+        return self.n_fft // 2 + 1
 
 
 class Emulator(nn.Module):
@@ -130,27 +146,34 @@ class Emulator(nn.Module):
     def __init__(self, config: EmulatorConfig = EmulatorConfig()):
         super().__init__()
         self.config = config
-        width, stride = config.tcn.channels, config.stride
+        width = config.tcn.channels
         self.condition = mlp([N_EMULATED, config.cond_hidden, config.cond_hidden, config.tcn.cond_dim])
-        self.analysis = nn.Conv1d(1, width, 2 * stride, stride=stride, padding=stride // 2)
+        self.analysis = nn.Conv1d(config.bins, width, 1)
         self.tcn = TCN(config.tcn)
-        self.synthesis = nn.ConvTranspose1d(width, 1, 2 * stride, stride=stride, padding=stride // 2)
-        nn.init.zeros_(self.synthesis.weight)  # the untrained emulator is exactly the identity
-        nn.init.zeros_(self.synthesis.bias)
+        self.gain = nn.Conv1d(width, config.bins, 1)
+        nn.init.zeros_(self.gain.weight)  # the untrained emulator is the identity
+        nn.init.zeros_(self.gain.bias)
+        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
 
     @property
     def receptive_field_samples(self) -> int:
-        """Most input samples one output sample depends on (besides itself, through the dry path)."""
-        return (self.config.tcn.receptive_field + 2) * self.config.stride
+        """Span of input samples that one output sample depends on (see the module docstring)."""
+        return 2 * self.config.n_fft + (self.config.tcn.receptive_field - 1) * self.config.hop + 1
 
     def forward(self, audio: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         batch, channels, samples = audio.shape
         if channels != 1 or params.shape != (batch, N_EMULATED):
             raise ValueError(f"expected audio (batch, 1, samples) and params (batch, {N_EMULATED}), "
                              f"got {tuple(audio.shape)} and {tuple(params.shape)}")
-        padded = nn.functional.pad(audio, (0, -samples % self.config.stride))
-        frames = self.tcn(self.analysis(padded), self.condition(params))
-        return audio + self.synthesis(frames)[..., :samples]
+        n_fft, hop = self.config.n_fft, self.config.hop
+        padded = nn.functional.pad(audio[:, 0], (0, max(n_fft // 2 + 1 - samples, 0)))  # stft's reflect padding
+        spectrum = torch.stft(padded, n_fft, hop, window=self.window.to(audio.dtype), return_complex=True)
+        level = 10.0 * torch.log10(spectrum.real.square() + spectrum.imag.square() + 10.0 ** (_FLOOR_DB / 10.0))
+        frames = self.tcn(self.analysis(level / 20.0), self.condition(params))
+        log_gain = MAX_LOG_GAIN * torch.tanh(self.gain(frames) / MAX_LOG_GAIN)
+        out = torch.istft(spectrum * torch.exp(log_gain), n_fft, hop, window=self.window.to(audio.dtype),
+                          length=padded.shape[-1])
+        return out[:, None, :samples]
 
 
 # ----------------------------------------------------------------------------- the real strip
