@@ -70,8 +70,8 @@ class Row:
 
 
 def step_times(stamps: list[float], warmup: int) -> list[float]:
-    """Durations of the steps after the first ``warmup`` (differences of end-of-step stamps)."""
-    return [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:], strict=False)]
+    """Durations of the steps after the first ``warmup`` (>= 1), from end-of-step stamps."""
+    return [b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:], strict=False)]
 
 
 def songs_for(config: TrainConfig, root: Path) -> Path:
@@ -102,7 +102,7 @@ def lightning_rate(config: TrainConfig, name: str, root: Path, steps: int, warmu
 
 def emulator_rate(path: Path, root: Path, steps: int, warmup: int, threads: int | None) -> Row:
     config = load_pretrain_config(path)
-    run = dataclasses.replace(config, steps=warmup + steps, val_every_steps=warmup + steps, train_songs=2,
+    run = dataclasses.replace(config, steps=warmup + steps + 1, val_every_steps=warmup + steps + 1, train_songs=2,
                               val_songs=1, val_segments=config.batch_size, out=str(root / "run-emulator"),
                               export=None, threads=threads if threads is not None else config.threads)
     stamps: list[float] = []
@@ -115,10 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 timed steps per recipe; prints only")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per recipe")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (at least 1)")
     parser.add_argument("--threads", type=int, help="torch threads (default: each recipe's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.warmup < 1 or args.steps < 1:
+        parser.error("--warmup and --steps must be at least 1")
     steps = 3 if args.quick else args.steps
     began = time.perf_counter()
     rows = []

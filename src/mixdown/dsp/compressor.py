@@ -73,19 +73,26 @@ def _forward_kernel(level, threshold, ratio, knee, alpha_attack, alpha_release, 
 def _compress_kernel(x, threshold, ratio, knee, alpha_attack, alpha_release, makeup, initial,
                      y, final):  # pragma: no cover - compiled
     """The whole no-gradient compressor in one pass: linked peak level, `_forward_kernel`'s
-    recursion and the makeup-and-reduction gain. x, y: (rows, channels, samples); the rest (rows,)."""
+    recursion and the makeup-and-reduction gain. x, y: (rows, channels, samples); the rest (rows,).
+
+    The level's log and the gain's exp are taken in float32, as the differentiable path's
+    torch ops on float32 audio take them; below the knee the level is not needed at all
+    (no reduction), so peaks are compared with the knee's start in the linear domain."""
     for r in numba.prange(x.shape[0]):
         prev = initial[r]
         slope = 1.0 - 1.0 / ratio[r]
         knee_start = threshold[r] - 0.5 * knee[r]
+        knee_start_peak = np.float32(math.exp(knee_start / _DB_PER_NEPER))
         for n in range(x.shape[2]):
-            peak = 0.0
+            peak = np.float32(0.0)
             for c in range(x.shape[1]):
                 peak = max(peak, abs(x[r, c, n]))
-            level = _DB_PER_NEPER * math.log(max(peak, _EPS))
+            level = knee_start  # not above the knee's start: no reduction
+            if peak > knee_start_peak:
+                level = _DB_PER_NEPER * math.log(peak)
             prev, _ = _smoothed_reduction(level, prev, threshold[r], slope, knee[r], knee_start,
                                           alpha_attack[r], alpha_release[r])
-            gain = math.exp((makeup[r] - prev) / _DB_PER_NEPER)
+            gain = math.exp(np.float32((makeup[r] - prev) / _DB_PER_NEPER))
             for c in range(x.shape[1]):
                 y[r, c, n] = x[r, c, n] * gain
         final[r] = prev

@@ -357,9 +357,8 @@ class ForestMixer:
     def predict(self, multitrack: Multitrack) -> ConsoleParams:
         features = multitrack_features(multitrack)
         level, width = self.model.predict(features)
-        params = RulesMixer().predict(multitrack)
+        params, processed = RulesMixer().predict_with_loudness(multitrack)  # loudness after the rules' EQ and compressor
         params.method = self.name
-        processed = channel_loudness(multitrack, params)  # after the rules' EQ and compressor
         gain_spec = SPECS["gain_db"]
         for ch, loudness, lu, w in zip(params.channels, processed, level, width, strict=True):
             ch.pan = round(math.copysign(float(w), ch.pan), 3) if ch.pan != 0.0 else 0.0

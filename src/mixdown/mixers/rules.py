@@ -121,6 +121,11 @@ class RulesMixer:
     name = "rules"
 
     def predict(self, multitrack: Multitrack) -> ConsoleParams:
+        return self.predict_with_loudness(multitrack)[0]
+
+    def predict_with_loudness(self, multitrack: Multitrack) -> tuple[ConsoleParams, np.ndarray]:
+        """The settings, and each stem's loudness (LUFS) after their EQ and compressor
+        (`mixdown.console.channel_loudness`, ``(tracks,)``), which rule 1 measured."""
         stereo = multitrack.stereo_mask()
         pans = pan_positions(multitrack.names, multitrack.instruments, stereo)
         channels = []
@@ -144,4 +149,4 @@ class RulesMixer:
             if math.isfinite(lufs):
                 gain = REFERENCE_LUFS + RULES[ch.instrument].level_lu - float(lufs)
                 ch.gain_db = round(min(max(gain, gain_spec.minimum), gain_spec.maximum), 2)
-        return params
+        return params, loudness
