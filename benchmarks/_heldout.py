@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from mixdown.data.synthetic import SynthConfig
+from mixdown.evaluation.summary import relative_improvement
 from mixdown.params import ConsoleParams
 
 HELDOUT_SEED = 1001
@@ -49,11 +49,9 @@ def setting_errors(predicted: ConsoleParams, truth: ConsoleParams) -> tuple[list
 
 def improvement_lines(loss: Mapping[str, Sequence[float]], method: str, baselines: Sequence[str]) -> list[str]:
     """Markdown bullets: ``method`` against each baseline (mean losses over the same songs)."""
-    mean = statistics.fmean(loss[method])
     lines = []
     for base in baselines:
-        gain = 1.0 - mean / statistics.fmean(loss[base])
-        wins = sum(a < b for a, b in zip(loss[method], loss[base], strict=True))
+        gain, wins = relative_improvement(loss[method], loss[base])
         verdict = "" if base not in BARRED else (" (meets the issue's 25 % bar)" if gain >= BAR else
                                                  " (misses the issue's 25 % bar)")
         lines.append(f"- {method} vs {base}: {100 * gain:+.1f} % ({wins}/{len(loss[method])} songs better){verdict}")

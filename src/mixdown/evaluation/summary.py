@@ -251,6 +251,13 @@ def _per_song(rows: Sequence[Row], method: str, metric: str) -> dict[str, float]
     return {song: value for song, value in values.items() if math.isfinite(value)}
 
 
+def relative_improvement(ours: Sequence[float], theirs: Sequence[float]) -> tuple[float, int]:
+    """``(1 - mean(ours) / mean(theirs), how many of ours are lower)`` over paired values (same songs, same order)."""
+    if len(ours) != len(theirs) or not ours:
+        raise ValueError(f"need equally many paired values, got {len(ours)} and {len(theirs)}")
+    return 1.0 - sum(ours) / sum(theirs), sum(a < b for a, b in zip(ours, theirs, strict=True))
+
+
 def improvement_table(rows: Sequence[Row], methods: Sequence[str], metric: str = "stereo_mrstft",
                       baselines: Sequence[str] = BASELINES) -> Table | None:
     """Relative improvement of each method over each baseline on a lower-is-better metric.
@@ -282,8 +289,7 @@ def improvement_table(rows: Sequence[Row], methods: Sequence[str], metric: str =
             if not songs or sum(theirs[s] for s in songs) <= 0:
                 cells.append(Cell("n/a"))
                 continue
-            gain = 1.0 - sum(ours[s] for s in songs) / sum(theirs[s] for s in songs)
-            better = sum(ours[s] < theirs[s] for s in songs)
+            gain, better = relative_improvement([ours[s] for s in songs], [theirs[s] for s in songs])
             cells.append(Cell(f"{100.0 * gain:+.1f} % ({better}/{len(songs)})"))
         table_rows.append((Cell(method), *cells))
     return Table(f"Improvement of the {label} over the baselines (1 - mean / baseline mean; songs better)",

@@ -165,14 +165,13 @@ class Emulator(nn.Module):
         if channels != 1 or params.shape != (batch, N_EMULATED):
             raise ValueError(f"expected audio (batch, 1, samples) and params (batch, {N_EMULATED}), "
                              f"got {tuple(audio.shape)} and {tuple(params.shape)}")
-        n_fft, hop = self.config.n_fft, self.config.hop
+        n_fft, hop, window = self.config.n_fft, self.config.hop, self.window.to(audio.dtype)
         padded = nn.functional.pad(audio[:, 0], (0, max(n_fft // 2 + 1 - samples, 0)))  # stft's reflect padding
-        spectrum = torch.stft(padded, n_fft, hop, window=self.window.to(audio.dtype), return_complex=True)
+        spectrum = torch.stft(padded, n_fft, hop, window=window, return_complex=True)
         level = 10.0 * torch.log10(spectrum.real.square() + spectrum.imag.square() + 10.0 ** (_FLOOR_DB / 10.0))
         frames = self.tcn(self.analysis(level / 20.0), self.condition(params))
         log_gain = MAX_LOG_GAIN * torch.tanh(self.gain(frames) / MAX_LOG_GAIN)
-        out = torch.istft(spectrum * torch.exp(log_gain), n_fft, hop, window=self.window.to(audio.dtype),
-                          length=padded.shape[-1])
+        out = torch.istft(spectrum * torch.exp(log_gain), n_fft, hop, window=window, length=padded.shape[-1])
         return out[:, None, :samples]
 
 
