@@ -1,6 +1,6 @@
 """What the held-out benchmarks of the learned mixers share (`estimator_eval.py`, `dmc_eval.py`).
 
-* `heldout_config`: the held-out synthetic songs (`mixdown.data.synthetic`): seed
+* `heldout_config`: the held-out synthetic songs (`mixdown.synth.synthetic`): seed
   `HELDOUT_SEED` (the training sets use seed 2), 8 s, 2-11 stems, at a chosen rate;
 * `setting_errors`: per-stem errors of predicted settings against the true ones;
 * `improvement_lines`: ``1 - loss / baseline loss`` of the mean stereo losses, songs
@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mixdown.data.synthetic import SynthConfig
 from mixdown.evaluation.summary import relative_improvement
 from mixdown.params import ConsoleParams
+from mixdown.synth.synthetic import SynthConfig
 
 HELDOUT_SEED = 1001
 """`SynthConfig` seed of the held-out songs (never a training seed)."""

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/dmc_eval.py                  # 50 songs + speed, writes benchmarks/results/dmc.md
     python benchmarks/dmc_eval.py --songs 2 --speed-seconds 10 --out /tmp/dmc.md   # a smoke run
 
-Quality. Held-out songs: `mixdown.data.synthetic` songs of ``heldout_config(--seed)``
+Quality. Held-out songs: `mixdown.synth.synthetic` songs of ``heldout_config(--seed)``
 (`_heldout.py`, shared with ``estimator_eval.py``; the DMC trained on seed 2) at the
 DMC's own rate, 22.05 kHz, so that its emulated render and the real console's are
 scored on the same signals. Every row is the stereo loss (`mixdown.losses.StereoLoss`,
@@ -47,20 +47,27 @@ from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from pathlib import Path
 
+import method_speed
 import numpy as np
 import torch
-
-import method_speed
 from _heldout import HELDOUT_SEED, heldout_config, improvement_lines, setting_errors
+
 from mixdown.audio import atomic_write_text
 from mixdown.console import ConsoleTensors, render
-from mixdown.data.synthetic import generate_song
 from mixdown.losses import StereoLoss
-from mixdown.mixers import get_mixer
-from mixdown.mixers.dmc import DMCMixer, default_weights
-from mixdown.models.emulator import EmulatorLossConfig, StripPairs, evaluate, rendered_batches, synthetic_sources
+from mixdown.mixers import get_method
+from mixdown.mixers.dmc import DMCMixer
+from mixdown.models.emulator import (
+    EmulatorLossConfig,
+    StripPairs,
+    evaluate,
+    rendered_batches,
+    synthetic_sources,
+)
 from mixdown.multitrack import Multitrack
 from mixdown.params import ConsoleParams
+from mixdown.synth.synthetic import generate_song
+from mixdown.weights import shipped
 
 RESULTS = Path(__file__).parent / "results" / "dmc.md"
 ROWS = ("mono", "random", "oracle", "oracle (emulated)", "dmc (real console)", "dmc (emulated)")
@@ -94,8 +101,8 @@ def score_song(weights: Path, seed: int, index: int) -> dict:
     song = generate_song(index, heldout_config(seed, mixer.sample_rate))
     names = song.multitrack.names
     truth = song.params.ordered_like(names)
-    predicted = {"mono": get_mixer("mono").predict(song.multitrack),
-                 "random": get_mixer("random", seed=index).predict(song.multitrack),
+    predicted = {"mono": get_method("mono").predict(song.multitrack),
+                 "random": get_method("random", seed=index).predict(song.multitrack),
                  "oracle": truth, "dmc (real console)": mixer.predict(song.multitrack)}
     mixes = {row: torch.from_numpy(render(song.multitrack, params)) for row, params in predicted.items()}
     mixes["oracle (emulated)"] = emulated_mix(mixer, song.multitrack, truth)
@@ -128,7 +135,7 @@ def speed(seconds: float, stems: int, timeout_s: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=default_weights())
+    parser.add_argument("--weights", type=Path, default=shipped("dmc.pt"))
     parser.add_argument("--songs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="SynthConfig seed of the held-out songs (not 2)")
     parser.add_argument("--emulator-pairs", type=int, default=64)

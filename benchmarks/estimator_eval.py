@@ -5,7 +5,7 @@ Usage::
     python benchmarks/estimator_eval.py                   # 30 songs, writes benchmarks/results/estimator_eval.md
     python benchmarks/estimator_eval.py --songs 2 --out /tmp/eval.md   # a smoke run
 
-Songs: `mixdown.data.synthetic` songs of ``SynthConfig(seed=--seed)`` at 44.1 kHz (the
+Songs: `mixdown.synth.synthetic` songs of ``SynthConfig(seed=--seed)`` at 44.1 kHz (the
 estimator is trained at 22.05 kHz on seed 2, so neither the songs nor the rate were
 seen in training), 8 s, 2-11 stems. Every method's settings are rendered by
 `mixdown.console.render` over the whole song and compared with the song's true mix:
@@ -31,14 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _heldout import HELDOUT_SEED, heldout_config, improvement_lines, setting_errors
+
 from mixdown.audio import atomic_write_text
 from mixdown.console import render
-from mixdown.data.synthetic import generate_song
 from mixdown.losses import StereoLoss
-from mixdown.mixers import get_mixer
-from mixdown.mixers.estimator import EstimatorMixer, default_weights
+from mixdown.mixers import get_method
+from mixdown.mixers.estimator import EstimatorMixer
+from mixdown.synth.synthetic import generate_song
+from mixdown.weights import shipped
 
 RESULTS = Path(__file__).parent / "results" / "estimator_eval.md"
 METHODS = ("mono", "random", "rules", "estimator")
@@ -46,7 +47,7 @@ METHODS = ("mono", "random", "rules", "estimator")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=default_weights())
+    parser.add_argument("--weights", type=Path, default=shipped("estimator.pt"))
     parser.add_argument("--songs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="SynthConfig seed of the held-out songs (not 2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         truth = song.params.ordered_like(names)
         target = torch.from_numpy(song.mix)[None]
         for method in METHODS:
-            mixer = estimator if method == "estimator" else get_mixer(method, seed=index)
+            mixer = estimator if method == "estimator" else get_method(method, seed=index)
             channels = mixer.predict(song.multitrack).ordered_like(names)
             gains, widths = setting_errors(channels, truth)
             gain_err[method] += gains

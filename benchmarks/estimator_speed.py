@@ -5,7 +5,7 @@ Usage::
     python benchmarks/estimator_speed.py               # 8 stems x 180 s, writes benchmarks/results/estimator_speed.md
     python benchmarks/estimator_speed.py --seconds 20 --out /tmp/speed.md   # a smoke run
 
-The session is the synthetic demo band (`mixdown.data.demo.synthesize_song`: kick, snare,
+The session is the synthetic demo band (`mixdown.synth.demo.synthesize_song`: kick, snare,
 hi-hat, two toms, stereo overheads, bass, keys) at 44.1 kHz. Timed, median of
 ``--runs`` runs each, with 2 torch threads: `EstimatorMixer.predict` (excerpt analysis
 and the network) and `mixdown.console.render` of its settings. The issue's target is
@@ -26,9 +26,10 @@ import torch
 
 from mixdown.audio import atomic_write_text
 from mixdown.console import render
-from mixdown.data.demo import DEMO_STEMS, synthesize_song
-from mixdown.mixers.estimator import EXCERPT_S, EXCERPTS, EstimatorMixer, default_weights
+from mixdown.mixers.estimator import EXCERPT_S, EXCERPTS, EstimatorMixer
 from mixdown.multitrack import Multitrack
+from mixdown.synth.demo import DEMO_STEMS, synthesize_song
+from mixdown.weights import shipped
 
 SR = 44100
 RESULTS = Path(__file__).parent / "results" / "estimator_speed.md"
@@ -37,7 +38,7 @@ TARGET_RTF = 10.0
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=default_weights())
+    parser.add_argument("--weights", type=Path, default=shipped("estimator.pt"))
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)

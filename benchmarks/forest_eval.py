@@ -5,7 +5,7 @@ Usage::
     python benchmarks/forest_eval.py                    # 50 held-out songs, writes benchmarks/results/forest.md
     python benchmarks/forest_eval.py --songs 3 --out /tmp/forest.md   # a smoke run
 
-The held-out songs are `mixdown.data.synthetic` songs of another ``SynthConfig.seed``
+The held-out songs are `mixdown.synth.synthetic` songs of another ``SynthConfig.seed``
 (``--seed``, refused if it is the training seed) with the training songs' length, rate
 and stem counts, so none was trained on. The ``oracle`` is the song's true settings
 rendered by the same console: the floor of every figure (the target mix is that render,
@@ -40,9 +40,10 @@ from auraloss.freq import SumAndDifferenceSTFTLoss
 
 from mixdown.audio import atomic_write_text
 from mixdown.console import render
-from mixdown.data.synthetic import SynthConfig, generate_song
-from mixdown.mixers import get_mixer
-from mixdown.mixers.forest import ForestMixer, ForestModel, default_weights, song_targets
+from mixdown.mixers import get_method
+from mixdown.mixers.forest import ForestMixer, ForestModel, song_targets
+from mixdown.synth.synthetic import SynthConfig, generate_song
+from mixdown.weights import shipped
 
 RESULTS = Path(__file__).parent / "results" / "forest.md"
 FFT_SIZES = (4096, 1024, 256)
@@ -56,7 +57,7 @@ def relative(values: np.ndarray, sounding: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=default_weights())
+    parser.add_argument("--weights", type=Path, default=shipped("forest.npz"))
     parser.add_argument("--songs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1000, help="SynthConfig seed of the held-out songs")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         stems += int(sounding.sum())
         for method in METHODS:
             mixer = (None if method == "oracle" else ForestMixer(model) if method == "forest"
-                     else get_mixer(method, seed=index))
+                     else get_method(method, seed=index))
             t0 = time.perf_counter()
             params = song.params if mixer is None else mixer.predict(song.multitrack)
             predict_s[method].append(time.perf_counter() - t0)

@@ -6,7 +6,7 @@ Usage::
     python benchmarks/loader_speed.py --quick        # 4 songs x 10 s, for a smoke run (writes nothing)
     python benchmarks/loader_speed.py --root DIR     # build (or reuse) the dataset in DIR and keep it
 
-Builds a synthetic folder-layout dataset with `mixdown.data.synthetic.build_dataset`
+Builds a synthetic folder-layout dataset with `mixdown.synth.synthetic.build_dataset`
 (8 stems per song at 44.1 kHz, 24-bit WAV), then iterates a ``DataLoader`` over
 `FolderDataset` in random mode (segments of 2^16 frames, silence filter on, track order
 shuffled by the collate, batch 8) with 0 and 2 worker processes, plus one run with
@@ -32,7 +32,7 @@ import torch
 from mixdown.data.collate import MultitrackCollate
 from mixdown.data.folder import FolderDataset
 from mixdown.data.songs import DatasetConfig
-from mixdown.data.synthetic import SynthConfig, build_dataset
+from mixdown.synth.synthetic import SynthConfig, build_dataset
 
 SR = 44100
 SEGMENT_FRAMES = 2**16

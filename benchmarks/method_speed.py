@@ -6,12 +6,12 @@ Usage::
     python benchmarks/method_speed.py --quick       # 10 s x 2/8 stems, prints only
     python benchmarks/method_speed.py --methods mono,rules,reverse --grid 30=2,8 --grid 180=8
 
-Methods: every mixer of `mixdown.mixers.MIXERS` and `AUDIO_MIXERS` by default (``reverse``
+Methods: every method of `mixdown.mixers.METHODS` but ``reverse`` by default (``reverse``
 only when named). A method that cannot be built here (e.g. its weights are not
 installed) gets a ``missing`` row with the reason, never a silent gap. No run starts after
 ``--budget`` minutes; those left are listed as not run.
 
-Stems: one synthesized song (`mixdown.data.demo.synthesize_song`, 44.1 kHz) of the 11
+Stems: one synthesized song (`mixdown.synth.demo.synthesize_song`, 44.1 kHz) of the 11
 available instruments (``overhead`` stereo, the rest mono), written once per length as
 16-bit WAVs; songs of more than 11 stems reuse the instruments with a circular time shift
 and a numbered name (``kick_2``), so no two stems are identical.
@@ -21,7 +21,7 @@ Each run is one method on one stem folder, in a fresh process that:
 1. loads the stems as ``mixdown mix`` does (`load_multitrack`, in memory) - timed as
    *load*, not counted in the real-time factor;
 2. runs the method - *predict*: ``predict`` of a mixer, ``mix`` of an audio-only mixer,
-   ``ReverseEngineer.fit`` for ``reverse`` (given the unity-gain mix of the stems as its
+   ``mixdown.api.mix`` for ``reverse`` (given the unity-gain mix of the stems as its
    reference, rendered before the clock starts);
 3. renders the settings with `mixdown.console.render` - *render* (none for audio-only
    mixers).
@@ -69,7 +69,7 @@ def write_stems(folder: Path, seconds: float, count: int) -> list[Path]:
     """Write ``count`` stems of ``seconds`` into ``folder`` (see the module docstring); their paths in order."""
     import soundfile as sf
 
-    from mixdown.data.demo import synthesize_song
+    from mixdown.synth.demo import synthesize_song
 
     arrays = synthesize_song(SEED, SR, seconds, stems=ORDER)
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,30 +87,19 @@ def write_stems(folder: Path, seconds: float, count: int) -> list[Path]:
 
 
 def run_method(method: str, multitrack, reverse_steps: int | None = None) -> dict:
-    """Predict and render once; the wall times of both (render 0 for audio-only mixers)."""
-    from mixdown.console import render
+    """Run a method and render its settings once (`mixdown.api.mix`); the wall times of both
+    (render 0 for audio-only methods). ``reverse`` reproduces the ``mono`` mix of the stems."""
+    from mixdown.api import mix
+    from mixdown.mixers.reverse import ReverseConfig
 
+    target, options = None, {}
     if method == "reverse":
-        from mixdown.mixers import get_mixer
-        from mixdown.mixers.reverse import ReverseConfig, ReverseEngineer
-
-        reference = render(multitrack, get_mixer("mono").predict(multitrack))
-        config = ReverseConfig() if reverse_steps is None else ReverseConfig(steps=reverse_steps, eq_fit_steps=1)
-        began = time.perf_counter()
-        output = ReverseEngineer(config).fit(multitrack, reference)
-    else:
-        from mixdown.mixers import AUDIO_MIXERS, get_audio_mixer, get_mixer
-
-        audio_only = method in AUDIO_MIXERS
-        mixer = get_audio_mixer(method) if audio_only else get_mixer(method)
-        began = time.perf_counter()
-        output = mixer.mix(multitrack) if audio_only else mixer.predict(multitrack)
-    timings = {"predict_s": time.perf_counter() - began, "render_s": 0.0}
-    if not isinstance(output, np.ndarray):
-        began = time.perf_counter()
-        render(multitrack, output)
-        timings["render_s"] = time.perf_counter() - began
-    return timings
+        target = mix(multitrack, "mono").mix
+        options["config"] = (ReverseConfig() if reverse_steps is None
+                             else ReverseConfig(steps=reverse_steps, eq_fit_steps=1))
+    result = mix(multitrack, method, target=target, **options)
+    render_s = result.info["render_s"]
+    return {"predict_s": result.info["method_s"], "render_s": 0.0 if render_s != render_s else render_s}
 
 
 def child(method: str, folder: Path) -> dict:
@@ -158,13 +147,12 @@ def measure(method: str, folder: Path, timeout_s: float) -> dict:
 def usable_methods(names: list[str]) -> tuple[list[str], dict[str, str]]:
     """The methods that can run here, and why the others cannot (e.g. weights not installed)."""
     from mixdown.errors import MixdownError
-    from mixdown.mixers import AUDIO_MIXERS, get_audio_mixer, get_mixer
+    from mixdown.mixers import get_method
 
     usable, skipped = [], {}
     for name in names:
         try:
-            if name != "reverse":
-                get_audio_mixer(name) if name in AUDIO_MIXERS else get_mixer(name)
+            get_method(name)
             usable.append(name)
         except MixdownError as exc:
             skipped[name] = str(exc)
@@ -217,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mixdown.mixers import AUDIO_MIXERS, MIXERS
+    from mixdown.mixers import METHODS
 
     grid = parse_grid(["10=2,8"] if args.quick else args.grid or list(DEFAULT_GRID))
-    names = args.methods.split(",") if args.methods else [*MIXERS, *AUDIO_MIXERS]
+    names = args.methods.split(",") if args.methods else [m for m in METHODS if m != "reverse"]
     methods, missing = usable_methods(names)
     command = shlex.join(["python", "benchmarks/method_speed.py", *(sys.argv[1:] if argv is None else argv)])
     load_start = os.getloadavg()[0]

@@ -5,10 +5,10 @@ Usage::
     python benchmarks/reverse_speed.py                  # 10 songs x 2 settings, 30 s, 8 stems, 44.1 kHz
     python benchmarks/reverse_speed.py --songs 1 --duration 8 --steps 20 --out /tmp/reverse.md   # smoke run
 
-Songs: `mixdown.data.synthetic.generate_song(i, SynthConfig(seed=1001, ...))` for
+Songs: `mixdown.synth.synthetic.generate_song(i, SynthConfig(seed=1001, ...))` for
 ``i < --songs``, 8 stems, at 44.1 kHz, the held-out seed of `benchmarks/estimator_eval.py`
 (the estimator trains on seed 2; reverse engineering trains on nothing, but the songs are
-the same kind). Each song's true settings (`mixdown.data.targets`) are rendered by
+the same kind). Each song's true settings (`mixdown.synth.targets`) are rendered by
 `mixdown.console.render` to the reference mix, in two settings:
 
 * **gain/pan/EQ**: the true settings with compressors and reverb sends removed (the
@@ -64,14 +64,14 @@ import torch
 
 from mixdown.audio import atomic_write_text
 from mixdown.console import channel_loudness, render
-from mixdown.data.synthetic import SynthConfig, SyntheticSong, generate_song
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.losses import StereoLoss
 from mixdown.metrics.param_errors import PARAM_ERROR_NAMES, param_errors
-from mixdown.mixers import get_mixer
-from mixdown.mixers.reverse import ReverseConfig, ReverseEngineer, ReverseReport
+from mixdown.mixers import get_method
+from mixdown.mixers.reverse import ReverseConfig, ReverseReport, fit
 from mixdown.multitrack import Multitrack
 from mixdown.params import ConsoleParams
+from mixdown.synth.synthetic import SynthConfig, SyntheticSong, generate_song
 
 RESULTS = Path(__file__).parent / "results" / "reverse.md"
 SETTINGS = ("gain/pan/EQ", "full chain")
@@ -130,18 +130,16 @@ def run_song(index: int, song: SyntheticSong, setting: str, config: ReverseConfi
     multitrack = song.multitrack
     truth = strip_dynamics(song.params) if setting == SETTINGS[0] else song.params
     reference = render(multitrack, truth)
-    engineer = ReverseEngineer(config)
     cpu_began = time.process_time()
-    estimate = engineer.fit(multitrack, reference)
+    estimate, report = fit(multitrack, reference, config)
     cpu_s = time.process_time() - cpu_began
-    report = engineer.report
     row = {"fit time (s)": report.seconds, "fit CPU time (s)": cpu_s, "least squares (s)": report.least_squares_s,
            "time to 90 % (s)": time_to_converge(report),
            "descent steps": report.steps, "converged (plateau)": float(report.converged),
            "loss oracle": mix_loss(loss_fn, multitrack, truth, reference),
            "loss reverse": mix_loss(loss_fn, multitrack, estimate, reference)}
     for name in BASELINES:
-        row[f"loss {name}"] = mix_loss(loss_fn, multitrack, get_mixer(name, seed=index).predict(multitrack), reference)
+        row[f"loss {name}"] = mix_loss(loss_fn, multitrack, get_method(name, seed=index).predict(multitrack), reference)
     row["reverb decay error (s)"] = abs(estimate.master.reverb.decay_s - truth.master.reverb.decay_s)
     effective_estimate, effective_truth = effective_params(multitrack, estimate), effective_params(multitrack, truth)
     channels = param_errors(effective_estimate, effective_truth)

@@ -9,7 +9,7 @@ Runs the real server (uvicorn, in a thread of this process) on 127.0.0.1 and tal
 it with httpx, pinned to two CPU cores (``sched_setaffinity``; torch uses 2 threads):
 
 1. **Upload to playable mix**: POST the 8 stems (16-bit WAV, a synthesized song of
-   `mixdown.data.demo` with the demo's stems: kit, bass, keys; the overhead stereo) with
+   `mixdown.synth.demo` with the demo's stems: kit, bass, keys; the overhead stereo) with
    method ``rules``, poll the session every 50 ms until it is mixed, GET the mix WAV. Each
    run is a new session.
 2. **Fader edit**: PUT the settings with one channel fader moved (the response carries
@@ -41,7 +41,7 @@ import soundfile as sf
 import torch
 import uvicorn
 
-from mixdown.data.demo import synthesize_song
+from mixdown.synth.demo import synthesize_song
 from mixdown.web.studio.app import create_app
 from mixdown.web.studio.service import StudioConfig
 

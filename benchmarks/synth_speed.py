@@ -34,10 +34,17 @@ import numpy as np
 import torch
 
 from mixdown.console import render
-from mixdown.data.demo import synthesize_song
-from mixdown.data.synthetic import SynthConfig, SyntheticSong, build_dataset, choose_stems, song_name, write_song
-from mixdown.data.targets import sample_console_params
 from mixdown.multitrack import Multitrack
+from mixdown.synth.demo import synthesize_song
+from mixdown.synth.synthetic import (
+    SynthConfig,
+    SyntheticSong,
+    build_dataset,
+    choose_stems,
+    song_name,
+    write_song,
+)
+from mixdown.synth.targets import sample_console_params
 
 RESULTS = Path(__file__).parent / "results" / "synth.md"
 TARGET_SONGS_PER_S = 2.0

@@ -8,7 +8,7 @@ Usage::
 For each recipe of ``configs/`` (``estimator``, ``dmc``, ``waveunet``; and the DMC's
 emulator pre-training, ``configs/emulator.yaml``) this runs the real training loop - the
 recipe's model, batch size, segment length, loss and optimiser, Lightning's ``Trainer``
-through `mixdown.train.train` (the emulator through `mixdown.models.emulator.pretrain`),
+through `mixdown.train.train` (the emulator's recipe too),
 data loading included - for a few steps on a small synthetic dataset built here with the
 recipe's own synthesis settings, and stamps the clock at the end of every step. Reported:
 the median step time after ``--warmup`` steps, the segments per second it gives
@@ -37,10 +37,16 @@ from pathlib import Path
 import torch
 
 from mixdown.audio import atomic_write_text
-from mixdown.data.synthetic import build_dataset
 from mixdown.models import build_model, save_model
-from mixdown.models.emulator import load_pretrain_config, pretrain
-from mixdown.train import DataSource, MixingSystem, TrainConfig, load_train_config, train
+from mixdown.synth.synthetic import build_dataset
+from mixdown.train import (
+    DataSource,
+    MixingSystem,
+    TrainConfig,
+    load_recipe,
+    load_train_config,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "train_speed.md"
@@ -101,12 +107,12 @@ def lightning_rate(config: TrainConfig, name: str, root: Path, steps: int, warmu
 
 
 def emulator_rate(path: Path, root: Path, steps: int, warmup: int, threads: int | None) -> Row:
-    config = load_pretrain_config(path)
-    run = dataclasses.replace(config, steps=warmup + steps + 1, val_every_steps=warmup + steps + 1, train_songs=2,
+    config = load_recipe(path)
+    run = dataclasses.replace(config, max_steps=warmup + steps + 1, val_every_steps=warmup + steps + 1, train_songs=2,
                               val_songs=1, val_segments=config.batch_size, out=str(root / "run-emulator"),
                               export=None, threads=threads if threads is not None else config.threads)
     stamps: list[float] = []
-    pretrain(run, progress=lambda done, total: stamps.append(time.perf_counter()))
+    train(run, progress=lambda done, total: stamps.append(time.perf_counter()))
     return Row("emulator (DMC pre-training)", run.batch_size, run.segment_s, run.threads or torch.get_num_threads(),
                step_times(stamps[:-1], warmup))  # the last step also validates
 

@@ -45,10 +45,11 @@ import numpy as np
 import torch
 
 from mixdown.audio import atomic_write_text
-from mixdown.data.demo import synthesize_song
-from mixdown.mixers.waveunet import WaveUNetMixer, default_weights
+from mixdown.mixers.waveunet import WaveUNetMixer
 from mixdown.models import build_model, save_model
 from mixdown.multitrack import Multitrack
+from mixdown.synth.demo import synthesize_song
+from mixdown.weights import shipped
 
 SR = 44100
 STEMS = ("kick", "snare", "hihat", "tom_1", "overhead", "bass", "keys", "room")
@@ -68,7 +69,7 @@ def long_song(seconds: float) -> Multitrack:
 def weights_for_timing(args: argparse.Namespace, folder: Path) -> tuple[Path, str]:
     """The weights to time and how to describe them."""
     if args.recipe is None:
-        return default_weights(), "shipped weights"
+        return shipped("waveunet.pt"), "shipped weights"
     from mixdown.train import load_train_config
 
     recipe = load_train_config(args.recipe)

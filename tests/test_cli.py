@@ -18,8 +18,8 @@ import pytest
 import soundfile as sf
 
 from mixdown import cli
-from mixdown.data import demo
 from mixdown.params import ConsoleParams, default_channel
+from mixdown.synth import demo
 
 DEMO_RATE = 16000
 DEMO_SECONDS = 3.0

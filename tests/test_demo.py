@@ -1,11 +1,11 @@
-"""The demo synth (`mixdown.data.demo`): determinism, levels, stem independence, timing."""
+"""The demo synth (`mixdown.synth.demo`): determinism, levels, stem independence, timing."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mixdown.data.demo import (
+from mixdown.synth.demo import (
     AVAILABLE_STEMS,
     DEMO_DURATION_S,
     DEMO_STEMS,

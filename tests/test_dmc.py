@@ -9,15 +9,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from mixdown.cli import main
+from mixdown.config import config_to_dict
 from mixdown.console import ConsoleTensors, render, render_tensor
-from mixdown.data.demo import demo_multitrack_arrays
-from mixdown.data.targets import STANDARD_EQ
 from mixdown.dsp.pan import pan_gains
 from mixdown.errors import MixdownError
 from mixdown.losses import StereoLoss, StereoLossConfig
-from mixdown.mixers import get_mixer
-from mixdown.mixers.dmc import DMCMixer, default_weights
+from mixdown.mixers import get_method
+from mixdown.mixers.dmc import DMCMixer
 from mixdown.models import load_model, save_model
 from mixdown.models.dmc import DMC, DMCConfig, fader_pan_send
 from mixdown.models.emulator import (
@@ -35,7 +36,16 @@ from mixdown.models.encoders import EncoderConfig
 from mixdown.models.estimator import EstimatorConfig
 from mixdown.models.tcn import TCNConfig
 from mixdown.multitrack import Multitrack
-from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand, MasterParams
+from mixdown.params import (
+    STANDARD_EQ,
+    ChannelParams,
+    CompressorParams,
+    ConsoleParams,
+    EQBand,
+    MasterParams,
+)
+from mixdown.synth.demo import demo_multitrack_arrays
+from mixdown.weights import shipped
 
 SR = 8000
 TINY_EMULATOR = EmulatorConfig(sample_rate=SR, n_fft=32, hop=8, cond_hidden=8,
@@ -128,7 +138,7 @@ def test_render_strip_is_the_real_console_with_fader_and_pan_neutral() -> None:
     centre = math.cos(math.pi / 4)
     for row in range(3):  # the same settings as an editable file, through console.render
         values = [float(out.spec.denormalize(normalized[row, i])) for i, out in enumerate(emulated_outputs(SR))]
-        physical = dict(zip([(o.field, o.band) for o in emulated_outputs(SR)], values, strict=True))
+        physical = dict(zip([(o.tensor, o.band) for o in emulated_outputs(SR)], values, strict=True))
         eq = [EQBand(band, physical[("eq_freq_hz", k)], physical.get(("eq_gain_db", k), 0.0),
                      physical.get(("eq_q", k), 0.707)) for k, band in enumerate(STANDARD_EQ)]
         compressor = CompressorParams(**{f: physical[(f, None)] for f in
@@ -276,14 +286,41 @@ def test_dmc_checkpoint_holds_the_emulator(tmp_path) -> None:
                                    model(stems, mask, instruments, stereo).mix, atol=0, rtol=0)
 
 
+def test_emulator_pretraining_runs_through_mixdown_train(tmp_path, capsys) -> None:
+    """The one training entry pre-trains the emulator: checkpoints with the recipe, a loadable export."""
+    run = tmp_path / "run"
+    recipe = {"model": "emulator", "model_config": config_to_dict(TINY_EMULATOR), "loss": {"fft_sizes": [64, 256]},
+              "train_songs": 1, "val_songs": 1, "song_duration_s": 2.0, "segment_s": 0.25, "batch_size": 2,
+              "max_steps": 3, "val_every_steps": 2, "val_segments": 2, "log_every_steps": 1, "threads": 1,
+              "out": str(run), "export": str(run / "emulator.pt")}
+    path = tmp_path / "emulator.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert main(["train", str(path)]) == 0
+    assert f"wrote {run / 'emulator.pt'}" in capsys.readouterr().err
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    saved = last["hyper_parameters"]["train_config"]
+    assert last["global_step"] == 3 and saved["model"] == "emulator" and saved["seed"] == 0
+    assert saved["model_config"] == config_to_dict(TINY_EMULATOR) and saved["max_steps"] == 3
+    metrics = (next(run.glob("logs/version_*/metrics.csv"))).read_text().splitlines()
+    header = metrics[0].split(",")
+    validations = [row.split(",") for row in metrics[1:] if row.split(",")[header.index("val/emulator_loss")]]
+    assert len(validations) == 2  # every val_every_steps and after the last step
+    assert all(float(row[header.index("val/identity_loss")]) > 0 for row in validations)
+    loaded = load_model(run / "emulator.pt")
+    assert loaded.name == "emulator" and loaded.model.config == TINY_EMULATOR
+    best = torch.load(next(run.glob("checkpoints/step*.ckpt")), weights_only=True)["state_dict"]
+    assert all(torch.equal(v, best[f"model.{k}"]) for k, v in loaded.model.state_dict().items())
+    assert bool(DMC(replace(TINY, emulator_weights=str(run / "emulator.pt"))).emulator_pretrained)
+
+
 # ----------------------------------------------------------------------------- mixer (shipped weights)
 
 
-@pytest.mark.skipif(not default_weights().is_file(), reason="DMC weights not trained yet")
+@pytest.mark.skipif(not shipped("dmc.pt").is_file(), reason="DMC weights not trained yet")
 def test_shipped_weights_give_valid_editable_settings() -> None:
     arrays = {name: audio[:, :4 * 44100] for name, audio in demo_multitrack_arrays().items()}
     multitrack = Multitrack.from_arrays(arrays, 44100)
-    mixer = get_mixer("dmc")
+    mixer = get_method("dmc")
     params = mixer.predict(multitrack)
     params.validate()
     assert params.method == "dmc" and params.sample_rate == 44100
@@ -297,8 +334,8 @@ def test_shipped_weights_give_valid_editable_settings() -> None:
 
 def test_mixer_refuses_other_checkpoints(tmp_path) -> None:
     path = save_model(_emulator(), tmp_path / "emulator.pt")
-    with pytest.raises(MixdownError, match="not the DMC"):
+    with pytest.raises(MixdownError, match="not the dmc model"):
         DMCMixer(path)
     with pytest.raises(MixdownError, match="not found"):
         DMCMixer(tmp_path / "missing.pt")
-    assert default_weights().name == "dmc.pt"
+    assert shipped("dmc.pt").name == "dmc.pt"

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from mixdown.config import config_from_dict
 from mixdown.console import ConsoleTensors
 from mixdown.errors import MixdownError
-from mixdown.mixers import MIXERS
-from mixdown.mixers.estimator import EXCERPT_S, EstimatorMixer, default_weights, excerpt_starts
-from mixdown.models import build_model, config_from_dict, load_model, save_model
+from mixdown.mixers import METHODS, get_method
+from mixdown.mixers.estimator import EXCERPT_S, EstimatorMixer, excerpt_starts
+from mixdown.models import build_model, load_model, save_model
 from mixdown.models.encoders import (
     EncoderConfig,
     LogMel,
@@ -24,15 +25,10 @@ from mixdown.models.encoders import (
     mel_filterbank,
     mel_to_hz,
 )
-from mixdown.models.estimator import (
-    MASTER_SPECS,
-    N_CHANNEL_PARAMS,
-    Estimator,
-    EstimatorConfig,
-    channel_specs,
-)
+from mixdown.models.estimator import N_CHANNEL_PARAMS, Estimator, EstimatorConfig
 from mixdown.multitrack import INSTRUMENT_CLASSES, Multitrack
-from mixdown.params import SPECS, ConsoleParams
+from mixdown.params import SPECS, ConsoleParams, head_outputs
+from mixdown.weights import shipped
 
 RATE = 16000
 TINY = EstimatorConfig(encoder=EncoderConfig(sample_rate=RATE, n_fft=256, hop=128, n_mels=16, f_max_hz=7000.0,
@@ -117,13 +113,13 @@ def test_encoder_context_is_order_invariant_and_ignores_padding():
 
 def test_outputs_name_console_fields_and_stay_inside_the_console_ranges():
     fields = {f.name for f in dataclasses.fields(ConsoleTensors)}
-    for out in channel_specs(RATE) + tuple(channel_specs(44100)):
-        assert out.field in fields
-        base = {"eq_freq_hz": "freq_hz", "eq_gain_db": "eq_gain_db", "eq_q": "q"}.get(out.field, out.field)
-        assert SPECS[base].minimum <= out.spec.minimum < out.spec.maximum <= SPECS[base].maximum, out.spec
-    assert all(SPECS[s.name].minimum <= s.minimum < s.maximum <= SPECS[s.name].maximum for s in MASTER_SPECS)
-    assert len(channel_specs(RATE)) == N_CHANNEL_PARAMS
-    assert max(o.spec.maximum for o in channel_specs(RATE) if o.field == "eq_freq_hz") <= 0.45 * RATE
+    outputs = [*head_outputs(RATE, "channel"), *head_outputs(44100, "channel"), *head_outputs(RATE, "master")]
+    for out in outputs:
+        assert out.tensor in fields
+        full = SPECS[out.tensor]
+        assert full.minimum <= out.spec.minimum < out.spec.maximum <= full.maximum, out.spec
+    assert len(head_outputs(RATE, "channel")) == N_CHANNEL_PARAMS == len(tiny_model().specs)
+    assert max(o.spec.maximum for o in head_outputs(RATE, "channel") if o.tensor == "eq_freq_hz") <= 0.45 * RATE
 
 
 def test_normalize_inverts_to_console():
@@ -191,7 +187,7 @@ def test_parameter_loss_known_answers():
     assert float(model.parameter_loss(estimate, target, mask)[0]) == pytest.approx(0.0, abs=1e-4)
     mirrored = dataclasses.replace(target, pan=-target.pan)  # the side of a pan is not supervised
     assert float(model.parameter_loss(estimate, mirrored, mask)[0]) == pytest.approx(0.0, abs=1e-4)
-    gain = [i for i, o in enumerate(model.specs) if o.field == "gain_db"][0]
+    gain = [i for i, o in enumerate(model.specs) if o.tensor == "gain_db"][0]
     shifted = u.clone()
     shifted[..., gain] += 0.05  # one of N_CHANNEL_PARAMS parameters off by 0.05 on every track
     off = dataclasses.replace(estimate, normalized=shifted)
@@ -200,7 +196,7 @@ def test_parameter_loss_known_answers():
     no_compressor = dataclasses.replace(target, ratio=torch.ones_like(target.ratio),
                                         threshold_db=target.threshold_db - 20.0)
     detail = {"threshold_db", "attack_ms", "release_ms", "knee_db"}
-    ratio = [i for i, o in enumerate(model.specs) if o.field == "ratio"][0]
+    ratio = [i for i, o in enumerate(model.specs) if o.tensor == "ratio"][0]
     expected = float(u[..., ratio].mean()) / (N_CHANNEL_PARAMS - len(detail))  # ratio 1 -> 0; threshold unsupervised
     assert float(model.parameter_loss(estimate, no_compressor, mask)[0]) == pytest.approx(expected, rel=1e-3)
 
@@ -328,17 +324,18 @@ def test_mixer_errors(tmp_path):
         EstimatorMixer(other)
 
 
-def test_estimator_is_a_registered_mixer():
-    assert "estimator" in MIXERS
+def test_estimator_is_a_registered_method():
+    assert METHODS["estimator"].capabilities.gives_params
+    assert isinstance(get_method("estimator"), EstimatorMixer)
 
 
-@pytest.mark.skipif(not default_weights().is_file(), reason="estimator weights not trained yet")
+@pytest.mark.skipif(not shipped("estimator.pt").is_file(), reason="estimator weights not trained yet")
 def test_shipped_weights_are_small_and_mix_the_demo():
-    from mixdown.data.demo import demo_multitrack_arrays
+    from mixdown.synth.demo import demo_multitrack_arrays
 
-    assert default_weights().stat().st_size <= 20e6
+    assert shipped("estimator.pt").stat().st_size <= 20e6
     multitrack = Multitrack.from_arrays(demo_multitrack_arrays(44100), 44100)
-    params = MIXERS["estimator"]().predict(multitrack)
+    params = get_method("estimator").predict(multitrack)
     params.validate()
     gains = {ch.instrument: ch.gain_db for ch in params.channels}
     assert len(set(gains.values())) > 1  # a balance, not one fader for all

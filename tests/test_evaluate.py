@@ -26,7 +26,6 @@ import torch
 from mixdown import cli, mixers
 from mixdown.audio import load_audio
 from mixdown.console import render
-from mixdown.data.synthetic import SynthConfig, build_dataset
 from mixdown.errors import MixdownError
 from mixdown.evaluate import (
     EvalConfig,
@@ -37,11 +36,24 @@ from mixdown.evaluate import (
     select_songs,
 )
 from mixdown.evaluation import analysis, plots
-from mixdown.evaluation.results import AUDIO_METRICS, COLUMNS, PARAM_METRICS, ResultsTable
-from mixdown.evaluation.summary import GROUP_TITLES, METRICS, ORACLE, format_value, improvement_table, quantile
-from mixdown.mixers.reverse import ReverseConfig
+from mixdown.evaluation.results import (
+    AUDIO_METRICS,
+    COLUMNS,
+    PARAM_METRICS,
+    ResultsTable,
+)
+from mixdown.evaluation.summary import (
+    GROUP_TITLES,
+    METRICS,
+    ORACLE,
+    format_value,
+    improvement_table,
+    quantile,
+)
 from mixdown.metrics import evaluate_mix
+from mixdown.mixers.reverse import ReverseConfig
 from mixdown.params import ConsoleParams
+from mixdown.synth.synthetic import SynthConfig, build_dataset
 
 SR = 22050
 SONGS = 3
@@ -244,16 +256,19 @@ def test_resuming_recomputes_only_missing_rows(evaluated, dataset, tmp_path):
                                   load_audio(out / "listen" / "song_00000" / "random.wav")[0])
 
 
+class SumMixer:
+    """Audio out, no settings: the stems summed (an audio-only method, as Mix-Wave-U-Net is)."""
+
+    name = "sum"
+    capabilities = mixers.Capabilities(gives_params=False)
+
+    def run(self, multitrack, target=None, reference=None, progress=None):
+        return mixers.MethodOutput(mix=multitrack.to_array().sum(axis=0))
+
+
 def test_cli_evaluates_an_audio_only_method_on_excerpts(dataset, tmp_path, monkeypatch, capsys):
-    class SumMixer:
-        """Audio out, no settings: the stems summed (an `AudioMixer`, as Mix-Wave-U-Net is)."""
-
-        name = "sum"
-
-        def mix(self, multitrack, progress=None):
-            return multitrack.to_array().sum(axis=0)
-
-    monkeypatch.setitem(mixers.AUDIO_MIXERS, "sum", lambda seed=None: SumMixer())
+    monkeypatch.setitem(mixers.METHODS, "sum", mixers.MethodInfo(f"{__name__}:SumMixer", SumMixer.capabilities,
+                                                                 "the stems summed"))
     out = tmp_path / "out"
     code = cli.main(["evaluate", str(dataset), "--methods", "sum,mono", "--out", str(out), "--songs", "1",
                      "--seconds", "2", "--song", "song_00000"])
@@ -296,15 +311,20 @@ def test_bad_options_end_with_one_error_line_and_no_output(dataset, tmp_path, ca
 def test_unknown_method_lists_every_available_one(dataset, tmp_path):
     with pytest.raises(MixdownError) as info:
         run_evaluation(EvalConfig(str(dataset), str(tmp_path), ("nonesuch",)))
-    assert all(name in str(info.value) for name in (*mixers.MIXERS, *mixers.AUDIO_MIXERS, "reverse"))
-    assert available_methods() == [*mixers.MIXERS, *mixers.AUDIO_MIXERS, "reverse"]
+    assert all(name in str(info.value) for name in mixers.METHODS)
+    assert available_methods() == list(mixers.METHODS)
+
+
+class MissingWeights(mixers.SettingsMethod):
+    name = "learned"
+
+    def __init__(self):
+        raise MixdownError("the weights are not installed (nowhere.pt)")
 
 
 def test_a_method_whose_weights_are_missing_is_refused_before_any_work(dataset, tmp_path, monkeypatch):
-    def missing(seed=None):
-        raise MixdownError("the weights are not installed (nowhere.pt)")
-
-    monkeypatch.setitem(mixers.MIXERS, "learned", missing)
+    monkeypatch.setitem(mixers.METHODS, "learned", mixers.MethodInfo(f"{__name__}:MissingWeights",
+                                                                     mixers.Capabilities(), "weights not installed"))
     with pytest.raises(MixdownError, match=r"method 'learned' cannot be used: the weights are not installed"):
         run_evaluation(EvalConfig(str(dataset), str(tmp_path / "out"), ("mono", "learned")))
     assert not (tmp_path / "out").exists()

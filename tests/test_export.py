@@ -28,14 +28,24 @@ from mixdown.console import render
 from mixdown.export.mixsheet import CSV_COLUMNS, mixsheet_csv, mixsheet_text
 from mixdown.export.reaper import (
     REAEQ_BAND_CODES,
+    REAPER_FIELDS,
     ReaEQBand,
+    media_paths_for,
     q_to_bandwidth_oct,
     reacomp_state,
     reaeq_state,
+    reaper_project,
     vst_header,
 )
 from mixdown.multitrack import load_multitrack
-from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand, MasterParams
+from mixdown.params import (
+    SCHEMA,
+    ChannelParams,
+    CompressorParams,
+    ConsoleParams,
+    EQBand,
+    MasterParams,
+)
 
 SR = 44100
 
@@ -244,6 +254,50 @@ def test_rpp_reverb_bus_master_and_notes(exported, tmp_path):
                      "kick: fader +14.00 dB set to +12 dB", "bass: EQ band 3 at 12 Hz set to 20 Hz",
                      "bass: compressor makeup +9.0 dB set to +6.0 dB"):
         assert expected in notes
+
+
+def _other_value(spec, current: float) -> float:
+    """A valid value of ``spec`` different from ``current``: mid-range on its scale, else its minimum."""
+    mid = math.sqrt(spec.minimum * spec.maximum) if spec.scale == "log" else (spec.minimum + spec.maximum) / 2
+    return round(mid, spec.digits) if round(mid, spec.digits) != current else spec.minimum
+
+
+def _settings_holder(params: ConsoleParams, spec):
+    """Where ``spec`` lives in `_params`: overhead's strip, bass's peak band, or the master."""
+    holder = {"channel": params.channel("overhead"), "band": params.channel("bass").eq[1],
+              "master": params.master}[spec.level]
+    return getattr(holder, spec.group) if spec.group else holder
+
+
+@pytest.mark.parametrize("spec", [s for s in SCHEMA if REAPER_FIELDS[s.tensor].convert is not None],
+                         ids=lambda s: s.tensor)
+def test_every_written_field_reaches_the_project(tmp_path, spec):
+    """The export writes each field its table says it writes: changing it changes the project, not only its notes."""
+    _stems_folder(tmp_path / "stems")
+    with pytest.warns(UserWarning, match="padding stems with silence"):
+        multitrack = load_multitrack(tmp_path / "stems")
+    paths = media_paths_for(multitrack, tmp_path)
+
+    def body(params: ConsoleParams) -> list[str]:
+        text = reaper_project(multitrack, params, paths, 0.0, platform="linux").text
+        return [line for line in text.splitlines() if not line.strip().startswith("|")]  # notes left out
+
+    changed = _params()
+    holder = _settings_holder(changed, spec)
+    setattr(holder, spec.key, _other_value(spec, getattr(holder, spec.key)))
+    changed.validate()
+    assert body(changed) != body(_params())
+
+
+def test_settings_reaper_cannot_hold_are_named_in_the_notes(exported):
+    project, _, _ = exported
+    notes = "\n".join(line[0] for line in project.blocks("NOTES")[0].lines)
+    params = _params()
+    unmapped = [spec for spec in SCHEMA if REAPER_FIELDS[spec.tensor].target is None]
+    assert unmapped
+    for spec in unmapped:
+        value = getattr(_settings_holder(params, spec), spec.key)
+        assert REAPER_FIELDS[spec.tensor].note.format(value=value) in notes
 
 
 def test_rpp_is_reproducible_and_names_plugins_per_platform(tmp_path, exported):

@@ -9,21 +9,21 @@ import numpy as np
 import pyloudnorm
 import pytest
 
+from mixdown.cli import main
 from mixdown.errors import MixdownError
 from mixdown.features import FEATURE_NAMES, multitrack_features
-from mixdown.mixers import get_mixer
+from mixdown.mixers import get_method
 from mixdown.mixers.forest import (
     ForestConfig,
     ForestModel,
-    default_weights,
     export_forest,
     fit_forest,
-    load_config,
-    main,
     train_forest,
 )
 from mixdown.mixers.rules import RulesMixer
 from mixdown.multitrack import INSTRUMENT_CLASSES, Multitrack
+from mixdown.train import load_recipe
+from mixdown.weights import shipped
 
 SR = 44100
 
@@ -119,7 +119,7 @@ def test_array_forest_equals_scikit_learn(max_depth):
 
 
 def test_model_save_load_round_trip_and_bad_files(tmp_path):
-    model = ForestModel.load(default_weights())
+    model = ForestModel.load(shipped("forest.npz"))
     path = tmp_path / "forest.npz"
     model.save(path)
     again = ForestModel.load(path)
@@ -134,13 +134,14 @@ def test_model_save_load_round_trip_and_bad_files(tmp_path):
 
 
 def test_shipped_weights_are_small_and_from_the_shipped_recipe():
-    assert default_weights().stat().st_size <= 5_000_000
-    assert ForestModel.load(default_weights()).config == load_config(Path(__file__).parents[1] / "configs" / "forest.yaml")
+    assert shipped("forest.npz").stat().st_size <= 5_000_000
+    shipped_recipe = load_recipe(Path(__file__).parents[1] / "configs" / "forest.yaml")
+    assert ForestModel.load(shipped("forest.npz")).config == shipped_recipe.forest_config
 
 
 @pytest.fixture(scope="module")
 def forest_mixer():
-    return get_mixer("forest")
+    return get_method("forest")
 
 
 @pytest.mark.parametrize("count", [2, 8, 16])
@@ -178,12 +179,13 @@ def test_retraining_is_deterministic_from_the_seed():
 
 def test_training_command_writes_weights_and_rejects_bad_config(tmp_path):
     config = tmp_path / "tiny.yaml"
-    config.write_text("songs: 1\nduration_s: 3.0\nsample_rate: 22050\nmin_stems: 2\nmax_stems: 3\ntrees: 2\n")
+    config.write_text("model: forest\nsongs: 1\nduration_s: 3.0\nsample_rate: 22050\nmin_stems: 2\nmax_stems: 3\n"
+                      "trees: 2\n")
     out = tmp_path / "tiny.npz"
-    assert main(["--config", str(config), "--out", str(out)]) == 0
+    assert main(["train", str(config), "--export", str(out)]) == 0
     assert ForestModel.load(out).config.trees == 2
-    config.write_text("songs: 1\ntreez: 2\n")
-    assert main(["--config", str(config), "--out", str(tmp_path / "bad.npz")]) == 2
+    config.write_text("model: forest\nsongs: 1\ntreez: 2\n")
+    assert main(["train", str(config), "--export", str(tmp_path / "bad.npz")]) == 2
     assert not (tmp_path / "bad.npz").exists()
     with pytest.raises(MixdownError, match="treez"):
-        load_config(config)
+        load_recipe(config)

@@ -45,7 +45,9 @@ def music_like(seconds: float, sample_rate: int = SR, seed: int = 0, channels: i
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float:
-    return pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64))
+    # pyloudnorm as the reference, with the exact BS.1770 filters (DeMan) the console's meter
+    # uses: its default filters are an approximation that reads about 0.04 LU off.
+    return pyloudnorm.Meter(sample_rate, filter_class="DeMan").integrated_loudness(audio.T.astype(np.float64))
 
 
 def write(path: Path, audio: np.ndarray, sample_rate: int = SR) -> Path:
@@ -107,7 +109,7 @@ def test_cut_excerpt_outside_signal_raises():
 def test_match_loudness_reaches_target(target_lufs, level, channels):
     audio = level * music_like(2.0, channels=channels, seed=channels) / 0.5
     matched, measured = match_loudness(audio, SR, target_lufs)
-    assert measured == pytest.approx(loudness(audio, SR), abs=1e-6)
+    assert measured == pytest.approx(loudness(audio, SR), abs=0.01)  # two implementations of one meter
     assert loudness(matched, SR) == pytest.approx(target_lufs, abs=0.01)
 
 

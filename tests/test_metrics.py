@@ -3,9 +3,13 @@
 import math
 
 import numpy as np
+import pyloudnorm
 import pytest
+import torch
 
+from mixdown.dsp.loudness import loudness_lufs
 from mixdown.errors import AudioError, ParamsError
+from mixdown.losses import StereoLoss
 from mixdown.metrics import (
     FEATURE_NAMES,
     MRSTFT_CONFIG,
@@ -20,7 +24,6 @@ from mixdown.metrics import (
     si_sdr_db,
     summarize_param_errors,
 )
-from mixdown.losses import StereoLoss
 from mixdown.metrics.features import N_FFT
 from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand
 
@@ -58,7 +61,8 @@ def test_identical_mixes_score_zero_and_si_sdr_inf(make):
     row = evaluate_mix(mix, mix.copy(), SR)
     assert row["si_sdr_db"] == math.inf
     others = {k: v for k, v in row.items() if k != "si_sdr_db"}
-    assert set(others) == {"stereo_mrstft", "mrstft", "loudness_diff_lu", *(f"diff_{n}" for n in FEATURE_NAMES)}
+    assert set(others) == {"stereo_mrstft", "stereo_mrstft_matched", "mrstft", "loudness_diff_lu",
+                           *(f"diff_{n}" for n in FEATURE_NAMES)}
     assert all(v == 0.0 for v in others.values()), others
 
 
@@ -71,6 +75,39 @@ def test_known_gain_gives_known_loudness_difference(gain_db):
     assert row["diff_rms_db"] == pytest.approx(gain_db, abs=1e-9)
     assert row["si_sdr_db"] > 100.0  # scale-invariant: only rounding separates them
     assert row["diff_spectral_centroid_hz"] == pytest.approx(0.0, abs=1e-3)  # float32 spectra
+
+
+
+# One loudness meter: the metrics, `mixdown info`, the studio, the REAPER export and the
+# listening test all read the console's BS.1770 meter through `loudness_lufs`.
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 48000, 22050])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_loudness_lufs_matches_pyloudnorm_deman(sample_rate, channels):
+    """pyloudnorm as the reference, with the exact BS.1770 filters re-derived per rate (DeMan), as ours."""
+    rng = np.random.default_rng(sample_rate + channels)
+    audio = (0.1 * rng.standard_normal((channels, 5 * sample_rate))).astype(np.float32)
+    audio[:, : 2 * sample_rate] *= 0.01  # a quiet intro the relative gate drops
+    reference = pyloudnorm.Meter(sample_rate, filter_class="DeMan").integrated_loudness(audio.T.astype(np.float64))
+    before = audio.copy()
+    ours = loudness_lufs(audio, sample_rate)
+    assert ours == pytest.approx(reference, abs=0.01)
+    assert loudness_lufs(torch.from_numpy(audio), sample_rate) == pytest.approx(ours, abs=1e-9)  # numpy or torch
+    assert loudness_lufs(audio.astype(np.float64).T.copy().T, sample_rate) == pytest.approx(ours, abs=1e-9)
+    np.testing.assert_array_equal(audio, before)  # the input is not modified
+
+
+def test_loudness_lufs_of_silence_short_signals_and_bad_shapes():
+    assert loudness_lufs(np.zeros((2, SR)), SR) == -math.inf
+    assert loudness_lufs(noise(0, seconds=0.3), SR) == -math.inf  # under one 400 ms block
+    with pytest.raises(AudioError, match=r"expected audio of shape \(channels, samples\)"):
+        loudness_lufs(np.zeros(SR), SR)
+
+
+def test_loudness_difference_is_the_console_meter():
+    estimate, reference = song_like(3), noise(4)
+    assert loudness_diff_lu(estimate, reference, SR) == loudness_lufs(estimate, SR) - loudness_lufs(reference, SR)
 
 
 @pytest.mark.parametrize("target_db", [-5.0, 0.0, 10.0, 30.0])

@@ -16,27 +16,34 @@ from scipy import signal
 
 from mixdown.cli import main
 from mixdown.console import ConsoleTensors, render, render_tensor
-from mixdown.dsp.eq import BAND_TYPE_IDS, biquad_coefficients
+from mixdown.dsp.eq import BAND_TYPE_IDS, eq_response_db
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.errors import AudioError
-from mixdown.mixers import MIXERS
+from mixdown.mixers import METHODS
 from mixdown.mixers.reverse import (
     COMPRESSOR_OFF_RATIO,
     ConsoleFit,
     ReverseConfig,
-    ReverseEngineer,
-    _biquad_power_db,
-    _learned,
-    _levenberg_marquardt,
-    _render_unnormalised,
+    ReverseMethod,
     fit_standard_eq,
+    fixed_reason,
+    free_parameters,
     least_squares_filters,
+    levenberg_marquardt,
     load_reference,
     pans_from_filters,
+    render_unnormalised,
     reverse_engineer,
 )
 from mixdown.multitrack import Multitrack
-from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand, MasterParams
+from mixdown.params import (
+    SCHEMA,
+    ChannelParams,
+    CompressorParams,
+    ConsoleParams,
+    EQBand,
+    MasterParams,
+)
 
 SR = 22050
 SECONDS = 2.5
@@ -136,7 +143,7 @@ def test_levenberg_marquardt_solves_rosenbrock(start):
         x, y = theta[..., 0], theta[..., 1]
         return torch.stack([10.0 * (y - x**2), 1.0 - x], dim=-1)
 
-    theta, residual = _levenberg_marquardt(residuals, torch.tensor([start, (0.5, 0.5)], dtype=torch.float64), 40)
+    theta, residual = levenberg_marquardt(residuals, torch.tensor([start, (0.5, 0.5)], dtype=torch.float64), 40)
     torch.testing.assert_close(theta, torch.ones(2, 2, dtype=torch.float64), atol=1e-6, rtol=0)
     torch.testing.assert_close(residual, residuals(theta))
 
@@ -147,8 +154,7 @@ def test_eq_curve_fit_recovers_a_known_strip():
     freq = torch.tensor([60.0, 200.0, 1500.0, 5000.0], dtype=torch.float64)
     gain = torch.tensor([0.0, -4.0, 6.0, 3.0], dtype=torch.float64)
     q = torch.tensor([0.707, 0.707, 2.0, 0.707], dtype=torch.float64)
-    b, a = biquad_coefficients(types, freq, gain, q, SR)
-    response = (-7.0 + _biquad_power_db(b, a, centre, SR).sum(0))[None]
+    response = (-7.0 + eq_response_db(types, freq, gain, q, SR, centre))[None]
     fit = fit_standard_eq(response, torch.ones_like(response), centre, SR, steps=200, prior_weight=0.0)
     assert float(fit.error_db2[0]) < 0.05
     assert float(fit.gain_db[0]) == pytest.approx(-7.0, abs=0.5)
@@ -167,12 +173,12 @@ def test_grouped_render_equals_render_tensor(band, ceiling_dbtp):
     stems, stereo = torch.from_numpy(band.to_array()), torch.from_numpy(band.stereo_mask())
     with torch.no_grad():
         expected = render_tensor(stems[None], p, stereo[None], SR)
-    torch.testing.assert_close(_render_unnormalised(stems, p, stereo, SR), expected, atol=2e-6, rtol=0)
+    torch.testing.assert_close(render_unnormalised(stems, p, stereo, SR), expected, atol=2e-6, rtol=0)
 
 
 def test_console_fit_starts_at_the_start_and_stays_in_range(band):
     start = ConsoleTensors.from_params([_full_params(band)])
-    model = ConsoleFit(start, _learned(start, ReverseConfig(), SR))
+    model = ConsoleFit(start, free_parameters(start, ReverseConfig(), SR))
     with torch.no_grad():
         begun = model()
         torch.testing.assert_close(begun.gain_db, start.gain_db, atol=0.02, rtol=0)
@@ -191,6 +197,29 @@ def test_console_fit_starts_at_the_start_and_stays_in_range(band):
     assert float(extreme.eq_freq_hz.max()) < 0.49 * SR
 
 
+@pytest.mark.parametrize("fit_eq", [True, False])
+@pytest.mark.parametrize("fit_compressor", [True, False])
+@pytest.mark.parametrize("fit_reverb", [True, False])
+def test_free_parameters_follow_the_schema_rules(band, fit_eq, fit_compressor, fit_reverb):
+    """Fader and pan always; EQ bands, compressor (not its makeup: the fader again), reverb send and decay
+    as switched; every other schema field has a stated reason."""
+    config = ReverseConfig(fit_eq=fit_eq, fit_compressor=fit_compressor, fit_reverb=fit_reverb)
+    expected = {"gain_db", "pan"}
+    expected |= {"eq_freq_hz", "eq_gain_db", "eq_q"} if fit_eq else set()
+    expected |= {"threshold_db", "ratio", "attack_ms", "release_ms", "knee_db"} if fit_compressor else set()
+    expected |= {"reverb_send_db", "reverb_decay_s"} if fit_reverb else set()
+    start = ConsoleTensors.from_params([_full_params(band)])
+    free = free_parameters(start, config, SR)
+    assert list(free) == [spec.tensor for spec in SCHEMA if spec.tensor in expected]
+    assert all((fixed_reason(spec, config) is None) == (spec.tensor in expected) for spec in SCHEMA)
+    assert fixed_reason(SCHEMA[[s.tensor for s in SCHEMA].index("makeup_db")], config) is not None
+    if fit_eq:
+        assert torch.equal(free["eq_freq_hz"].mask, torch.ones_like(start.eq_type, dtype=torch.bool))
+        assert torch.equal(free["eq_gain_db"].mask, start.eq_type != BAND_TYPE_IDS["highpass"])
+        assert torch.equal(free["eq_q"].mask, start.eq_type == BAND_TYPE_IDS["peak"])
+        assert free["eq_freq_hz"].spec.maximum == pytest.approx(0.45 * SR)
+
+
 # --- recovery ------------------------------------------------------------------------------------
 
 
@@ -206,9 +235,8 @@ def test_recovers_gain_and_pan_only_mix(band, target_lufs, steps):
 
 def test_full_chain_lowers_the_loss_and_validates(band):
     truth = _full_params(band)
-    engineer = ReverseEngineer(replace(FAST, steps=12, excerpt_s=1.0, learning_rate=0.03))
-    estimate = engineer.fit(band, render(band, truth))
-    report = engineer.report
+    output = ReverseMethod(replace(FAST, steps=12, excerpt_s=1.0, learning_rate=0.03)).run(band, target=render(band, truth))
+    estimate, report = output.params, output.info["report"]
     assert report.steps == 12 and len(report.losses) == 12
     assert report.initial_loss < 0.5 * report.neutral_loss
     assert report.final_loss < report.initial_loss
@@ -223,7 +251,8 @@ def test_full_chain_lowers_the_loss_and_validates(band):
 
 
 def test_not_a_reference_free_mixer():
-    assert "reverse" not in MIXERS
+    """It needs the mix to reproduce, so the front ends never run it on stems alone."""
+    assert METHODS["reverse"].capabilities.needs_target
 
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Sample libraries (`mixdown.data.samples`): Hydrogen drumkits, MIDI files, FluidSynth renders.
+"""Sample libraries (`mixdown.synth.samples`): Hydrogen drumkits, MIDI files, FluidSynth renders.
 
 The parser, piece assignment, kit rendering and MIDI writer run everywhere on generated
 fixtures; the tests that use the Debian packages ``hydrogen-drumkits``, ``fluidsynth`` and
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mixdown.data import samples
-from mixdown.data.demo import AVAILABLE_STEMS, MIN_FULL_DURATION_S, compose_song
-from mixdown.data.instruments import DRUM_PIECES, Event
-from mixdown.data.synthetic import SynthConfig, generate_song
 from mixdown.errors import MixdownError
+from mixdown.synth import samples
+from mixdown.synth.demo import AVAILABLE_STEMS, MIN_FULL_DURATION_S, compose_song
+from mixdown.synth.synthetic import SynthConfig, generate_song
+from mixdown.synth.voice import DRUM_PIECES, Event
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

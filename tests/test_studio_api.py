@@ -22,13 +22,12 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from mixdown.console import render
-from mixdown.mixers import MIXERS
 from mixdown.multitrack import Multitrack
 from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand
 from mixdown.web.common import RequestError, resolve_within, safe_stem_name
 from mixdown.web.studio.app import create_app
 from mixdown.web.studio.engine import MixEngine, eq_curve_db
-from mixdown.web.studio.service import StudioConfig
+from mixdown.web.studio.service import STUDIO_METHODS, StudioConfig
 from mixdown.web.studio.store import SessionStore
 
 SR = 44100
@@ -125,12 +124,16 @@ def test_page_static_files_and_config(make_client):
     client = make_client()
     page = client.get("/")
     assert page.status_code == 200 and '<script type="module" src="/static/studio.js">' in page.text
-    for name in ("studio.js", "player.js", "widgets.js", "studio.css"):
+    for name in ("studio.js", "player.js", "widgets.js", "schema.js", "studio.css"):
         assert client.get(f"/static/{name}").status_code == 200
     config = client.get("/api/config").json()
-    assert config["methods"] == sorted(MIXERS)
+    assert config["methods"] == STUDIO_METHODS
+    assert {"mono", "rules", "dmc"} <= set(STUDIO_METHODS) and not {"waveunet", "reverse"} & set(STUDIO_METHODS)
     assert config["max_stems"] == 32 and config["folders"] is False
-    assert config["ranges"]["gain_db"] == [-80.0, 24.0, 0.0]
+    gain = next(entry for entry in config["schema"] if entry["path"] == "channels[].gain_db")
+    assert gain == {"path": "channels[].gain_db", "tensor": "gain_db", "key": "gain_db", "level": "channel",
+                    "group": "", "min": -80.0, "max": 24.0, "default": 0.0, "unit": "dB", "scale": "linear",
+                    "digits": 2, "nullable": False}  # every entry: tests/test_schema.py
 
 
 # ------------------------------------------------------------------------- mixing and edits

@@ -1,4 +1,4 @@
-"""Synthetic datasets: songs (`mixdown.data.synthetic`), console targets (`mixdown.data.targets`),
+"""Synthetic datasets: songs (`mixdown.synth.synthetic`), console targets (`mixdown.synth.targets`),
 the dataset build and the ``mixdown data`` commands."""
 
 from __future__ import annotations
@@ -12,16 +12,23 @@ import soundfile as sf
 import yaml
 
 from mixdown import cli
+from mixdown.class_rules import REFERENCE_LUFS, RULES
 from mixdown.console import channel_loudness, render
-from mixdown.data import instruments as ins
-from mixdown.data import synthetic
-from mixdown.data.demo import AVAILABLE_STEMS, MIN_FULL_DURATION_S, synthesize_song
-from mixdown.data.synthetic import SynthConfig, build_dataset, choose_stems, generate_song, song_name, write_song
-from mixdown.data.targets import LOUDNESS_EXCERPT_S, STANDARD_EQ, sample_console_params
 from mixdown.errors import MixdownError
-from mixdown.mixers.rules import REFERENCE_LUFS, RULES
 from mixdown.multitrack import Multitrack, load_multitrack
-from mixdown.params import ConsoleParams
+from mixdown.params import STANDARD_EQ, ConsoleParams
+from mixdown.synth import synthetic
+from mixdown.synth.demo import AVAILABLE_STEMS, MIN_FULL_DURATION_S, synthesize_song
+from mixdown.synth.synthetic import (
+    SynthConfig,
+    build_dataset,
+    choose_stems,
+    generate_song,
+    song_name,
+    write_song,
+)
+from mixdown.synth.targets import LOUDNESS_EXCERPT_S, sample_console_params
+from mixdown.synth.voice import DRUM_PIECES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -90,12 +97,12 @@ def test_songs_are_audible_unclipped_and_mixed_by_the_console(index):
 
 
 @pytest.mark.parametrize("mic", ["overhead", "room"])
-@pytest.mark.parametrize("piece", ins.DRUM_PIECES)
+@pytest.mark.parametrize("piece", DRUM_PIECES)
 def test_overhead_and_room_pick_up_every_kit_piece(mic, piece):
     """Known answer: with one kit piece an impulse and the others silent, the microphone hears that impulse."""
     n = round(SECONDS * SR)
     onset = n // 2
-    sources = {p: np.zeros(n) for p in ins.DRUM_PIECES}
+    sources = {p: np.zeros(n) for p in DRUM_PIECES}
     sources[piece][onset] = 1.0
     audio = synthesize_song(5, SR, SECONDS, stems=(mic,), sources=sources)[mic]
     assert float(np.abs(audio).max()) > 0.1  # levelled, so only silence would fail

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixdown.models.tcn import TCN, FiLM, TCNConfig, dilated_padding, film, receptive_field
+from mixdown.models.tcn import (
+    TCN,
+    FiLM,
+    TCNConfig,
+    dilated_padding,
+    film,
+    receptive_field,
+)
 
 
 def _tcn(config: TCNConfig, seed: int = 0) -> TCN:

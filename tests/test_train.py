@@ -17,16 +17,17 @@ import yaml
 from mixdown.cli import main
 from mixdown.console import ConsoleTensors
 from mixdown.data.songs import SegmentMeta
-from mixdown.data.synthetic import SynthConfig, build_dataset
 from mixdown.errors import MixdownError
 from mixdown.mixers.estimator import EXCERPT_S
 from mixdown.models import load_model
 from mixdown.multitrack import INSTRUMENT_CLASSES
 from mixdown.params import ChannelParams, CompressorParams, ConsoleParams
+from mixdown.synth.synthetic import SynthConfig, build_dataset
 from mixdown.train import (
     TrainConfig,
     config_yaml,
     instrument_ids,
+    load_recipe,
     load_train_config,
     spread_indices,
     true_settings,
@@ -98,6 +99,28 @@ def test_bad_recipes_name_the_problem(tmp_path, recipe, message):
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     with pytest.raises(MixdownError, match=message):
         load_train_config(path)
+
+
+def test_every_shipped_recipe_picks_its_kind_by_model_key():
+    kinds = {name: type(load_recipe(REPO / "configs" / f"{name}.yaml")).__name__
+             for name in ("estimator", "dmc", "waveunet", "emulator", "forest")}
+    assert kinds == {"estimator": "TrainConfig", "dmc": "TrainConfig", "waveunet": "TrainConfig",
+                     "emulator": "EmulatorTrainConfig", "forest": "ForestRecipe"}
+    emulator, dmc = load_recipe(REPO / "configs" / "emulator.yaml"), load_recipe(REPO / "configs" / "dmc.yaml")
+    assert dmc.model_config_object().emulator == emulator.model_config  # the DMC loads what the emulator recipe writes
+    assert dmc.model_config["emulator_weights"] == emulator.export
+
+
+@pytest.mark.parametrize("recipe, args, message", [
+    ("model: forest\nsongs: 1\n", ["--max-steps", "3"], "bad option: --max-steps does not apply to a forest recipe"),
+    ("model: forest\nsongs: 1\n", [], "has no export path"),
+    ("model: emulator\nsteps: 3\n", [], "unknown keys ['steps']"),
+])
+def test_train_command_refuses_options_and_keys_a_recipe_lacks(tmp_path, capsys, recipe, args, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe, encoding="utf-8")
+    assert main(["train", str(path), *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_recipe_yaml_round_trips(tmp_path):

@@ -9,16 +9,24 @@ import pytest
 import soundfile as sf
 import torch
 
+from mixdown import weights as weights_module
 from mixdown.cli import main
 from mixdown.dsp.limiter import true_peak_dbtp
 from mixdown.errors import MixdownError
 from mixdown.losses import StereoLoss, StereoLossConfig
-from mixdown.mixers import AUDIO_MIXERS, MIXERS, get_audio_mixer, get_mixer
-from mixdown.mixers import waveunet as waveunet_mixer
-from mixdown.mixers.waveunet import WaveUNetMixer, default_weights, run_network
+from mixdown.mixers import METHODS, get_method
+from mixdown.mixers.waveunet import WaveUNetMixer, run_network
 from mixdown.models import build_model, load_model, save_model
-from mixdown.models.waveunet import WaveUNet, WaveUNetConfig, master, slot_stems, slot_table, upsample_linear
+from mixdown.models.waveunet import (
+    WaveUNet,
+    WaveUNetConfig,
+    master,
+    slot_stems,
+    slot_table,
+    upsample_linear,
+)
 from mixdown.multitrack import INSTRUMENT_CLASSES, Multitrack
+from mixdown.weights import shipped
 
 RATE = 8000
 TINY = WaveUNetConfig(sample_rate=RATE, levels=3, channels=3, down_kernel=5, up_kernel=3)
@@ -274,21 +282,22 @@ def test_mixer_errors(tmp_path, monkeypatch):
         WaveUNetMixer(tmp_path / "missing.pt")
     estimator = save_model(build_model("estimator", {"encoder": {"widths": [2], "embed_dim": 4, "class_dim": 2},
                                                      "hidden": 4}), tmp_path / "estimator.pt")
-    with pytest.raises(MixdownError, match="not the Mix-Wave-U-Net"):
+    with pytest.raises(MixdownError, match="not the waveunet model"):
         WaveUNetMixer(estimator)
-    monkeypatch.setattr(waveunet_mixer, "default_weights", lambda: tmp_path / "absent.pt")
+    monkeypatch.setattr(weights_module, "shipped", lambda name: tmp_path / "absent.pt")
     with pytest.raises(MixdownError, match="train them with `mixdown train configs/waveunet.yaml`"):
-        get_audio_mixer("waveunet")
+        get_method("waveunet")
 
 
-def test_waveunet_is_an_audio_mixer_and_not_a_settings_mixer():
-    assert "waveunet" in AUDIO_MIXERS and "waveunet" not in MIXERS
-    with pytest.raises(MixdownError, match="no console settings"):
-        get_mixer("waveunet")
+def test_waveunet_declares_audio_only_and_its_run_gives_the_mix(tiny_weights):
+    assert not METHODS["waveunet"].capabilities.gives_params
+    multitrack = Multitrack.from_arrays({"kick": 0.1 * np.ones((1, RATE // 2), np.float32)}, RATE)
+    output = get_method("waveunet", weights=tiny_weights).run(multitrack)
+    assert output.params is None and output.mix.shape == (2, RATE // 2)
 
 
 def test_cli_writes_the_mix_and_no_settings_file(tmp_path, tiny_weights, monkeypatch, capsys):
-    monkeypatch.setattr(waveunet_mixer, "default_weights", lambda: tiny_weights)
+    monkeypatch.setattr(weights_module, "shipped", lambda name: tiny_weights)
     stems = tmp_path / "stems"
     stems.mkdir()
     for name, audio in (("kick", 0.2 * np.random.default_rng(0).standard_normal((1, RATE))),
@@ -307,18 +316,18 @@ def test_cli_writes_the_mix_and_no_settings_file(tmp_path, tiny_weights, monkeyp
     assert not refused.exists() and not params.exists()
 
 
-@pytest.mark.skipif(not default_weights().is_file(), reason="Mix-Wave-U-Net weights not trained yet")
+@pytest.mark.skipif(not shipped("waveunet.pt").is_file(), reason="Mix-Wave-U-Net weights not trained yet")
 def test_shipped_weights_are_small_and_make_a_loud_stereo_mix_of_the_demo():
     """4 s of the bundled demo: finite, at the master's loudness and ceiling, and not mono."""
     import pyloudnorm
 
-    from mixdown.data.demo import demo_multitrack_arrays
+    from mixdown.synth.demo import demo_multitrack_arrays
 
-    assert default_weights().stat().st_size <= 20e6
+    assert shipped("waveunet.pt").stat().st_size <= 20e6
     rate = 44100
     arrays = {name: audio[:, :4 * rate] for name, audio in demo_multitrack_arrays(rate).items()}
     multitrack = Multitrack.from_arrays(arrays, rate)
-    mixer = get_audio_mixer("waveunet")
+    mixer = get_method("waveunet")
     mix = mixer.mix(multitrack)
     config = mixer.model.config
     assert mix.shape == (2, multitrack.num_frames) and np.isfinite(mix).all()

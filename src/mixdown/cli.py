@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -54,7 +55,7 @@ def add_stem_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from mixdown.mixers import AUDIO_MIXERS, MIXERS
+    from mixdown.mixers import METHODS
 
     parser = argparse.ArgumentParser(prog="mixdown", description="Automatic multitrack mixing with editable settings.")
     parser.add_argument("--version", action="version", version=f"mixdown {__version__}")
@@ -64,9 +65,11 @@ def _build_parser() -> argparse.ArgumentParser:
     mix.set_defaults(handler=_cmd_mix)
     add_stem_options(mix)
     mix.add_argument("-o", "--output", type=Path, required=True, help="mix file to write (.wav/.flac)")
-    mix.add_argument("--method", default="rules", choices=sorted([*MIXERS, *AUDIO_MIXERS]),
-                     help=f"mixing method (default rules); {', '.join(AUDIO_MIXERS)} make audio only, no settings file")
+    audio_only = [name for name, info in METHODS.items() if not info.capabilities.gives_params]
+    mix.add_argument("--method", default="rules", choices=list(METHODS),
+                     help=f"mixing method (default rules); {', '.join(audio_only)} make audio only, no settings file")
     mix.add_argument("--seed", type=int, help="seed for stochastic methods (random)")
+    mix.add_argument("--target", type=Path, help="the mix to reproduce, for methods that need one (reverse)")
     mix.add_argument("--params", type=Path, help="where to write the settings (default OUTPUT.params.json)")
 
     render = sub.add_parser("render", help="render stems with a (possibly edited) params JSON")
@@ -119,11 +122,19 @@ def progress(label: str, total: float) -> Iterator[Callable[[float, float], None
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def _render(multitrack: Multitrack, params: ConsoleParams) -> np.ndarray:
-    from mixdown.console import render
+@contextmanager
+def stage_progress() -> Iterator[Callable[[str, float, float], None]]:
+    """Progress bars on stderr for `mixdown.api`'s ``progress(stage, done, total)``: one bar per stage."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err,
+                  transient=True, disable=not err.is_terminal) as bar:
+        tasks: dict[str, Any] = {}
 
-    with progress("rendering", multitrack.num_frames) as update:
-        return render(multitrack, params, progress=update)
+        def update(stage: str, done: float, total: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
 
 
 def write_outputs(mix: np.ndarray, sample_rate: int, output: Path, params: ConsoleParams | None = None,
@@ -140,44 +151,44 @@ def write_outputs(mix: np.ndarray, sample_rate: int, output: Path, params: Conso
 
 
 def _cmd_mix(args: argparse.Namespace) -> None:
-    from mixdown.mixers import AUDIO_MIXERS, get_mixer
+    from mixdown.api import mix
+    from mixdown.mixers import method_info
 
+    gives_params = method_info(args.method).capabilities.gives_params
     check_output(args.output)
-    if args.method in AUDIO_MIXERS:
-        _mix_audio_only(args)
-        return
-    params_path = _params_path(args.output, args.params)
-    if not params_path.parent.is_dir():
-        raise MixdownError(f"{params_path.parent}: folder for the settings does not exist")
-    multitrack = load_stems(args)
-    params = get_mixer(args.method, seed=args.seed).predict(multitrack)
-    mix = _render(multitrack, params)
-    write_outputs(mix, multitrack.sample_rate, args.output, params, params_path)
-    err.print(f"wrote {args.output} and {params_path} ({args.method}, {multitrack.num_tracks} stems, "
-               f"{multitrack.duration_s:.1f} s)")
-
-
-def _mix_audio_only(args: argparse.Namespace) -> None:
-    """``mix`` with a method that makes audio but no settings: writes the mix alone."""
-    from mixdown.mixers import get_audio_mixer
-
-    if args.params is not None:
+    params_path = None
+    if gives_params:
+        params_path = _params_path(args.output, args.params)
+        if not params_path.parent.is_dir():
+            raise MixdownError(f"{params_path.parent}: folder for the settings does not exist")
+    elif args.params is not None:
         raise MixdownError(f"--params: {args.method} makes a mix but no console settings to write")
-    mixer = get_audio_mixer(args.method, seed=args.seed)
     multitrack = load_stems(args)
-    with progress(f"mixing ({args.method})", multitrack.num_frames) as update:
-        mix = mixer.mix(multitrack, progress=update)
-    write_outputs(mix, multitrack.sample_rate, args.output)
-    err.print(f"wrote {args.output} ({args.method}, {multitrack.num_tracks} stems, {multitrack.duration_s:.1f} s); "
-              f"no settings file: {args.method} makes audio only, with nothing to edit or re-render")
+    target = None
+    if args.target is not None:
+        from mixdown.mixers.reverse import load_reference
+
+        target = load_reference(args.target, multitrack)
+    with stage_progress() as update:
+        result = mix(multitrack, args.method, target=target, progress=update, seed=args.seed)
+    write_outputs(result.mix, multitrack.sample_rate, args.output, result.params, params_path)
+    what = f"{args.method}, {multitrack.num_tracks} stems, {multitrack.duration_s:.1f} s"
+    if params_path is not None:
+        err.print(f"wrote {args.output} and {params_path} ({what})")
+    else:
+        err.print(f"wrote {args.output} ({what}); no settings file: {args.method} makes audio only, "
+                  "with nothing to edit or re-render")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
+    from mixdown.console import render
+
     check_output(args.output)
     params = ConsoleParams.load(args.params)
     multitrack = load_stems(args)
     try:
-        mix = _render(multitrack, params)
+        with progress("rendering", multitrack.num_frames) as update:
+            mix = render(multitrack, params, progress=update)
     except ParamsError as exc:  # settings that do not fit these stems
         raise ParamsError(f"{args.params}: {exc}") from None
     write_outputs(mix, multitrack.sample_rate, args.output)
@@ -197,9 +208,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from mixdown.console import render
-    from mixdown.data.demo import demo_multitrack_arrays
-    from mixdown.mixers import get_mixer
+    from mixdown.api import mix
+    from mixdown.synth.demo import demo_multitrack_arrays
 
     stems_dir = args.output / "stems"
     try:
@@ -211,9 +221,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         write_audio(stems_dir / f"{name}.wav", audio, DEMO_SAMPLE_RATE)
     multitrack = Multitrack.from_arrays(arrays, DEMO_SAMPLE_RATE)
     for method in ("mono", "rules"):
-        params = get_mixer(method).predict(multitrack)
+        result = mix(multitrack, method)
         output = args.output / f"mix_{method}.wav"
-        write_outputs(render(multitrack, params), DEMO_SAMPLE_RATE, output, params, _params_path(output, None))
+        write_outputs(result.mix, DEMO_SAMPLE_RATE, output, result.params, _params_path(output, None))
     err.print(f"wrote {len(arrays)} demo stems to {stems_dir} and mixes mix_mono.wav, mix_rules.wav to {args.output}")
 
 

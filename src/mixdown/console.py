@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, make_dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,12 +36,13 @@ from mixdown.errors import ParamsError
 from mixdown.multitrack import Multitrack
 from mixdown.params import (
     EQ_BAND_TYPES,
+    SCHEMA,
     ChannelParams,
     CompressorParams,
     ConsoleParams,
-    EQBand,
     MasterParams,
-    ReverbParams,
+    ParamSpec,
+    parse_dataclass,
 )
 
 DEFAULT_CHUNK_FRAMES = 1 << 17
@@ -49,35 +51,21 @@ ProgressCallback = Callable[[int, int], None]
 """Called with ``(frames_done, frames_total)``."""
 
 
-@dataclass
-class ConsoleTensors:
-    """`ConsoleParams` of a batch of mixes as tensors (physical units).
+def _tensor_fields() -> list[tuple[str, type]]:
+    return [("mute", torch.Tensor), ("eq_type", torch.Tensor), *((spec.tensor, torch.Tensor) for spec in SCHEMA)]
 
-    Per-channel fields are ``(batch, tracks)``, EQ fields ``(batch, tracks, bands)``
-    (empty slots have type `BYPASS`), master fields ``(batch,)``. ``target_lufs`` and
-    ``ceiling_dbtp`` are NaN where off; ``reverb_send_db`` is ``-inf`` where off.
+
+class _ConsoleTensorsMethods:
+    """`ConsoleParams` of a batch of mixes as tensors (physical units), one field per `SCHEMA` entry.
+
+    Fields are named by `ParamSpec.tensor`: channel fields are ``(batch, tracks)``, band
+    fields ``(batch, tracks, bands)`` (empty slots have type `BYPASS` and the schema
+    defaults), master fields ``(batch,)``; plus ``mute`` ``(batch, tracks)`` bool and
+    ``eq_type`` ``(batch, tracks, bands)`` long. A field that is null in the settings
+    (``reverb_send_db``, ``target_lufs``, ``ceiling_dbtp``) holds its spec's ``off`` value
+    (-inf or NaN); a channel without compressor holds the compressor defaults (ratio 1:
+    the identity).
     """
-
-    gain_db: torch.Tensor
-    pan: torch.Tensor
-    mute: torch.Tensor
-    eq_type: torch.Tensor
-    eq_freq_hz: torch.Tensor
-    eq_gain_db: torch.Tensor
-    eq_q: torch.Tensor
-    threshold_db: torch.Tensor
-    ratio: torch.Tensor
-    attack_ms: torch.Tensor
-    release_ms: torch.Tensor
-    knee_db: torch.Tensor
-    makeup_db: torch.Tensor
-    reverb_send_db: torch.Tensor
-    master_gain_db: torch.Tensor
-    target_lufs: torch.Tensor
-    ceiling_dbtp: torch.Tensor
-    reverb_decay_s: torch.Tensor
-    reverb_predelay_ms: torch.Tensor
-    reverb_return_db: torch.Tensor
 
     @property
     def batch(self) -> int:
@@ -95,70 +83,81 @@ class ConsoleTensors:
             raise ParamsError(f"cannot batch mixes with different channel counts {sorted(tracks)}")
         bands = max((len(ch.eq) for p in batch for ch in p.channels), default=0)
 
+        def channel_value(ch: ChannelParams, spec: ParamSpec) -> float:
+            holder = getattr(ch, spec.group) if spec.group else ch
+            if holder is None:  # the processor is off: its neutral defaults
+                return spec.default
+            value = getattr(holder, spec.key)
+            return spec.off if value is None else value
+
+        def band_value(ch: ChannelParams, k: int, spec: ParamSpec) -> float:
+            return getattr(ch.eq[k], spec.key) if k < len(ch.eq) else spec.default
+
+        def master_value(m: MasterParams, spec: ParamSpec) -> float:
+            value = getattr(getattr(m, spec.group) if spec.group else m, spec.key)
+            return spec.off if value is None else value
+
         def per_channel(get) -> torch.Tensor:
             return torch.tensor([[get(ch) for ch in p.channels] for p in batch], dtype=dtype)
 
-        def per_band(get, empty: float) -> torch.Tensor:
-            return torch.tensor([[[get(ch.eq[k]) if k < len(ch.eq) else empty for k in range(bands)]
-                                  for ch in p.channels] for p in batch], dtype=dtype).reshape(len(batch), len(batch[0].channels), bands)
+        def per_band(get) -> torch.Tensor:
+            return torch.tensor([[[get(ch, k) for k in range(bands)] for ch in p.channels] for p in batch],
+                                dtype=dtype).reshape(len(batch), len(batch[0].channels), bands)
 
-        def comp(name: str):
-            default = getattr(CompressorParams(), name)
-            return per_channel(lambda ch: getattr(ch.compressor, name) if ch.compressor else default)
-
-        def master(get) -> torch.Tensor:
-            return torch.tensor([get(p.master) for p in batch], dtype=dtype)
-
-        return cls(
-            gain_db=per_channel(lambda ch: ch.gain_db),
-            pan=per_channel(lambda ch: ch.pan),
-            mute=per_channel(lambda ch: ch.mute).bool(),
-            eq_type=per_band(lambda b: BAND_TYPE_IDS[b.type], BYPASS).long(),
-            eq_freq_hz=per_band(lambda b: b.freq_hz, 1000.0),
-            eq_gain_db=per_band(lambda b: b.gain_db, 0.0),
-            eq_q=per_band(lambda b: b.q, 0.707),
-            **{f.name: comp(f.name) for f in fields(CompressorParams)},
-            reverb_send_db=per_channel(lambda ch: -math.inf if ch.reverb_send_db is None else ch.reverb_send_db),
-            master_gain_db=master(lambda m: m.gain_db),
-            target_lufs=master(lambda m: math.nan if m.target_lufs is None else m.target_lufs),
-            ceiling_dbtp=master(lambda m: math.nan if m.ceiling_dbtp is None else m.ceiling_dbtp),
-            reverb_decay_s=master(lambda m: m.reverb.decay_s),
-            reverb_predelay_ms=master(lambda m: m.reverb.predelay_ms),
-            reverb_return_db=master(lambda m: m.reverb.return_db),
-        )
+        values: dict[str, torch.Tensor] = {}
+        for spec in SCHEMA:
+            if spec.level == "channel":
+                values[spec.tensor] = per_channel(lambda ch, s=spec: channel_value(ch, s))
+            elif spec.level == "band":
+                values[spec.tensor] = per_band(lambda ch, k, s=spec: band_value(ch, k, s))
+            else:
+                values[spec.tensor] = torch.tensor([master_value(p.master, spec) for p in batch], dtype=dtype)
+        return cls(mute=per_channel(lambda ch: ch.mute).bool(),
+                   eq_type=per_band(lambda ch, k: BAND_TYPE_IDS[ch.eq[k].type] if k < len(ch.eq) else BYPASS).long(),
+                   **values)
 
     def to_params(self, index: int, names: list[str], instruments: list[str], sample_rate: int,
                   method: str) -> ConsoleParams:
-        """The ``index``-th mix of the batch as editable `ConsoleParams` (rounded for reading)."""
-        def value(t: torch.Tensor, *idx: int, digits: int = 2) -> float:
-            return round(float(t[(index, *idx)]), digits)
+        """The ``index``-th mix of the batch as editable `ConsoleParams` (rounded to each spec's digits).
 
+        A compressor at its neutral defaults becomes ``None``, as do off values (-inf, NaN).
+        """
+        def value(spec: ParamSpec, *idx: int) -> float | None:
+            v = float(getattr(self, spec.tensor)[(index, *idx)])
+            return None if spec.off is not None and not math.isfinite(v) else round(v, spec.digits)
+
+        def assemble(specs: list[ParamSpec], *idx: int) -> dict[str, Any]:
+            """Nested JSON-like values of ``specs`` below their level."""
+            tree: dict[str, Any] = {}
+            for spec in specs:
+                holder = tree.setdefault(spec.group, {}) if spec.group else tree
+                holder[spec.key] = value(spec, *idx)
+            return tree
+
+        channel_specs = [s for s in SCHEMA if s.level == "channel"]
+        band_specs = [s for s in SCHEMA if s.level == "band"]
+        neutral_compressor = asdict(CompressorParams())
         channels = []
         for t, (name, instrument) in enumerate(zip(names, instruments, strict=True)):
-            eq = [EQBand(type=EQ_BAND_TYPES[int(self.eq_type[index, t, k])],
-                         freq_hz=value(self.eq_freq_hz, t, k, digits=1), gain_db=value(self.eq_gain_db, t, k),
-                         q=value(self.eq_q, t, k, digits=3))
-                  for k in range(self.eq_type.shape[-1]) if int(self.eq_type[index, t, k]) != BYPASS]
-            comp = CompressorParams(**{f.name: value(getattr(self, f.name), t) for f in fields(CompressorParams)})
-            send = float(self.reverb_send_db[index, t])
-            channels.append(ChannelParams(
-                name=name, instrument=instrument, gain_db=value(self.gain_db, t), pan=value(self.pan, t, digits=3),
-                mute=bool(self.mute[index, t]), eq=eq,
-                compressor=None if comp == CompressorParams() else comp,
-                reverb_send_db=None if math.isinf(send) else round(send, 2)))
-        target, ceiling = float(self.target_lufs[index]), float(self.ceiling_dbtp[index])
-        master = MasterParams(
-            gain_db=value(self.master_gain_db), target_lufs=None if math.isnan(target) else round(target, 2),
-            ceiling_dbtp=None if math.isnan(ceiling) else round(ceiling, 2),
-            reverb=ReverbParams(decay_s=value(self.reverb_decay_s, digits=3),
-                                predelay_ms=value(self.reverb_predelay_ms, digits=1),
-                                return_db=value(self.reverb_return_db)))
-        return ConsoleParams(channels=channels, master=master, sample_rate=sample_rate, method=method)
+            channel = assemble(channel_specs, t)
+            if channel.get("compressor") == neutral_compressor:
+                channel["compressor"] = None
+            channel["eq"] = [{"type": EQ_BAND_TYPES[int(self.eq_type[index, t, k])], **assemble(band_specs, t, k)}
+                             for k in range(self.eq_type.shape[-1]) if int(self.eq_type[index, t, k]) != BYPASS]
+            channels.append({"name": name, "instrument": instrument, "mute": bool(self.mute[index, t]), **channel})
+        master = assemble([s for s in SCHEMA if s.level == "master"])
+        return parse_dataclass(ConsoleParams, {"channels": channels, "master": master, "sample_rate": sample_rate,
+                                               "method": method}, "params")
 
     def select_tracks(self, index: torch.Tensor) -> ConsoleTensors:
         """The same settings restricted to tracks ``index`` (master fields unchanged)."""
         per_track = (f.name for f in fields(self) if getattr(self, f.name).dim() >= 2)
         return replace(self, **{name: getattr(self, name)[:, index] for name in per_track})
+
+
+ConsoleTensors = make_dataclass("ConsoleTensors", _tensor_fields(), bases=(_ConsoleTensorsMethods,))
+ConsoleTensors.__doc__ = _ConsoleTensorsMethods.__doc__
+ConsoleTensors.__module__ = __name__
 
 
 @dataclass
@@ -270,7 +269,6 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
         raise ParamsError(f"params are for {params.sample_rate} Hz but the stems are {multitrack.sample_rate} Hz")
     sample_rate, total = multitrack.sample_rate, multitrack.num_frames
     p = ConsoleTensors.from_params([params.ordered_like(multitrack.names)])
-    is_stereo = torch.from_numpy(multitrack.stereo_mask())
     mix = np.zeros((2, total), dtype=np.float32)
     with torch.no_grad():
         ir = reverb_impulse_responses(p, sample_rate)

@@ -22,17 +22,16 @@ and writes into the output folder:
 * ``listen/<song>/``: that song's target and every method's mix (float WAV) with its
   settings (``<method>.params.json``), for listening.
 
-Methods (`available_methods`):
+Methods (`available_methods`): every method of `mixdown.mixers.METHODS`, run through
+`mixdown.api.mix`:
 
-* every mixer of `mixdown.mixers.MIXERS`: its ``predict(multitrack)`` settings are
-  rendered with `mixdown.console.render`. ``random`` draws its settings with seed
-  ``crc32(song name)``: different for every song, the same on every run.
-* every audio-only mixer of `mixdown.mixers.AUDIO_MIXERS` (e.g. ``waveunet``): its
-  ``mix(multitrack)`` is the mix; it gets the audio metrics only (no settings to compare).
-* ``reverse``: `mixdown.mixers.reverse.ReverseEngineer` fitted to the target mix. It is
-  *oracle-informed*: it sees the answer (the target mix) and searches for the settings
-  that reproduce it, so it is an upper reference for what the console can do, not a
-  method that mixes new songs.
+* methods that give settings have them rendered by the console; ``random`` draws its
+  settings with seed ``crc32(song name)``: different for every song, the same on every run;
+* audio-only methods (e.g. ``waveunet``) get the audio metrics only (no settings to compare);
+* methods that need the target mix (``reverse``) get the song's mix. They are
+  *oracle-informed*: they see the answer and search for the settings that reproduce it,
+  so they are an upper reference for what the console can do, not methods that mix new
+  songs.
 * ``oracle`` (added by itself to every song with true settings): those settings rendered.
   Its distance to the target is the floor: zero on whole songs; with ``seconds`` it is not
   quite zero, since loudness normalisation and the limiter then see only the excerpt and
@@ -60,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mixdown.api import mix
 from mixdown.audio import atomic_write_text, load_audio, write_audio
 from mixdown.data.folder import find_songs
 from mixdown.data.songs import SPLITS, Song, open_songs, select_split
@@ -79,12 +79,11 @@ from mixdown.evaluation.summary import (
     summary_tables,
     tables_markdown,
 )
+from mixdown.mixers import METHODS, get_method
 from mixdown.mixers.reverse import ReverseConfig
 from mixdown.multitrack import Multitrack
 from mixdown.params import ConsoleParams
 
-REVERSE = "reverse"
-"""Reverse engineering of the target mix (oracle-informed; see the module docstring)."""
 RUN_FILE = "evaluation.json"
 METRICS_FILE = "metrics.csv"
 TARGET_NAME = plots.TARGET
@@ -94,10 +93,13 @@ ProgressCallback = Callable[[int, int], None]
 
 
 def available_methods() -> list[str]:
-    """Names ``--methods`` accepts: the registered mixers, the audio-only ones and ``reverse``."""
-    from mixdown.mixers import AUDIO_MIXERS, MIXERS
+    """Names ``--methods`` accepts: every method of `mixdown.mixers.METHODS`."""
+    return list(METHODS)
 
-    return [*MIXERS, *AUDIO_MIXERS, REVERSE]
+
+def _oracle_informed(methods: Sequence[str]) -> list[str]:
+    """The methods among ``methods`` that see the target mix."""
+    return [name for name in methods if name in METHODS and METHODS[name].capabilities.needs_target]
 
 
 @dataclass(frozen=True)
@@ -180,17 +182,14 @@ def check_methods(names: Sequence[str]) -> None:
     Raises:
         MixdownError: Naming the method and listing the available ones.
     """
-    from mixdown.mixers import AUDIO_MIXERS, get_audio_mixer, get_mixer
-
     available = available_methods()
     for name in names:
         if name not in available:
             raise MixdownError(f"unknown method {name!r}; available: {', '.join(available)}")
-        if name != REVERSE:
-            try:
-                get_audio_mixer(name) if name in AUDIO_MIXERS else get_mixer(name)
-            except MixdownError as exc:
-                raise MixdownError(f"method {name!r} cannot be used: {exc}") from None
+        try:
+            get_method(name)
+        except MixdownError as exc:
+            raise MixdownError(f"method {name!r} cannot be used: {exc}") from None
 
 
 def select_songs(dataset: str | os.PathLike, split: str | None, limit: int | None) -> list[Song]:
@@ -274,32 +273,17 @@ def mix_song(method: str, multitrack: Multitrack, target: np.ndarray, truth: Con
         MixdownError: If the method fails, the oracle has no settings, or a method's audio
             is not ``(2, samples)``.
     """
-    from mixdown.console import render
-
-    began = time.perf_counter()
     if method == ORACLE:
+        from mixdown.console import render
+
         if truth is None:
             raise MixdownError("the oracle needs the song's true settings (params.json)")
-        output = truth
-    elif method == REVERSE:
-        from mixdown.mixers.reverse import ReverseEngineer
-
-        output = ReverseEngineer(reverse).fit(multitrack, target)
-    else:
-        from mixdown.mixers import AUDIO_MIXERS, get_audio_mixer, get_mixer
-
-        output = (get_audio_mixer(method, seed=seed).mix(multitrack) if method in AUDIO_MIXERS
-                  else get_mixer(method, seed=seed).predict(multitrack))
-    predict_s = time.perf_counter() - began
-    if isinstance(output, ConsoleParams):
         began = time.perf_counter()
-        mix = render(multitrack, output)
-        return Mixdown(mix, output, predict_s, time.perf_counter() - began)
-    mix = np.asarray(output, dtype=np.float32)
-    if mix.shape != (2, multitrack.num_frames):
-        raise MixdownError(f"method {method!r} returned audio of shape {mix.shape}; expected "
-                           f"(2, {multitrack.num_frames})")
-    return Mixdown(mix, None, predict_s, float("nan"))
+        return Mixdown(render(multitrack, truth), truth, 0.0, time.perf_counter() - began)
+    needs_target = METHODS[method].capabilities.needs_target
+    options = {"config": reverse} if "config" in METHODS[method].options else {}
+    result = mix(multitrack, method, target=target if needs_target else None, seed=seed, **options)
+    return Mixdown(result.mix, result.params, result.info["method_s"], result.info["render_s"])
 
 
 def score(mixdown: Mixdown, target: np.ndarray, truth: ConsoleParams | None, sample_rate: int) -> dict[str, float]:
@@ -398,7 +382,7 @@ def _check_run_file(out: Path, config: EvalConfig) -> None:
     depend on them).
     """
     wanted = json.loads(json.dumps({"dataset": str(Path(config.dataset).resolve()), "seconds": config.seconds}))
-    uses_reverse = REVERSE in config.methods
+    uses_reverse = "reverse" in config.methods
     reverse = json.loads(json.dumps(asdict(config.reverse)))
     path = out / RUN_FILE
     existing = {}
@@ -441,8 +425,9 @@ def _notes(config: EvalConfig, songs: Sequence[Song], methods: Sequence[str]) ->
     if ORACLE in methods:
         notes.append("oracle: the true console settings rendered by the same console, the floor of every metric "
                      "(not quite zero with excerpts: loudness normalisation and limiter see only the excerpt).")
-    if REVERSE in methods:
-        notes.append("reverse is oracle-informed: it fits the console to the target mix itself, so it shows what "
+    informed = _oracle_informed(methods)
+    if informed:
+        notes.append(f"{', '.join(informed)}: oracle-informed, fitted to the target mix itself, so they show what "
                      "the console can reproduce, not how well new songs are mixed.")
     return notes
 

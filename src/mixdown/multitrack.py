@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 import yaml
 
 from mixdown.audio import (
@@ -34,6 +33,7 @@ from mixdown.audio import (
     resample,
     resampled_length,
 )
+from mixdown.dsp.loudness import loudness_lufs
 from mixdown.errors import AudioError, MixdownError
 
 logger = logging.getLogger(__name__)
@@ -589,10 +589,9 @@ def info_table(multitrack: Multitrack) -> list[dict]:
     Returns:
         One dict per stem with keys ``name``, ``instrument``, ``channels``,
         ``duration_s``, ``peak_dbfs`` and ``loudness_lufs`` (ITU-R BS.1770
-        integrated loudness via pyloudnorm; ``-inf`` for silent stems and stems
-        shorter than one 400 ms gating block).
+        integrated loudness by the console's meter, `mixdown.dsp.loudness.loudness_lufs`;
+        ``-inf`` for silent stems and stems shorter than one 400 ms gating block).
     """
-    meter = pyloudnorm.Meter(multitrack.sample_rate)
     rows = []
     for index, stem in enumerate(multitrack.stems):
         audio = multitrack.stem_audio(index)
@@ -605,14 +604,8 @@ def info_table(multitrack: Multitrack) -> list[dict]:
                 "channels": stem.channels,
                 "duration_s": multitrack.duration_s,
                 "peak_dbfs": peak,
-                "loudness_lufs": float("-inf") if silent else _integrated_loudness(meter, audio),
+                "loudness_lufs": float("-inf") if silent else loudness_lufs(audio, multitrack.sample_rate),
             }
         )
     return rows
 
-
-def _integrated_loudness(meter: pyloudnorm.Meter, audio: np.ndarray) -> float:
-    try:
-        return float(meter.integrated_loudness(audio.T))
-    except ValueError:  # shorter than one gating block
-        return float("-inf")

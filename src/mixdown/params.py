@@ -1,8 +1,19 @@
-"""Console settings in the units an engineer reads, with ranges, validation and JSON.
+"""Console settings in the units an engineer reads: the one parameter schema, validation and JSON.
 
-`ConsoleParams` is what every mixer outputs and what the console renders. It is the
+`ConsoleParams` is what every method outputs and what the console renders. It is the
 file a user edits (``mix.params.json``), so every field has a unit suffix (``_db``,
 ``_hz``, ``_ms``) and every value is range-checked with a message naming the field.
+
+The schema. Each numeric console parameter is declared once, as a `param` field of the
+dataclass that holds it; `SCHEMA` walks those dataclasses and lists every parameter, in
+order, as a `ParamSpec`: its JSON path, its tensor field (the one name it has
+everywhere else: `SPECS` keys, `mixdown.console.ConsoleTensors` fields, network
+outputs), range, default, unit, scale and an optional training sub-range. Everything
+else is generated from it: the dataclass defaults, tensor packing
+(`mixdown.console.ConsoleTensors`), the learned methods' output heads (`head_outputs`),
+the random baseline, reverse engineering's free parameters, the studio's page config
+and the REAPER mapping (a test checks each covers every field). Adding a parameter is
+one `param` entry here plus its DSP (see docs/ARCHITECTURE.md).
 
 Networks never see these numbers directly: `ParamSpec` maps each one to and from the
 normalised interval [0, 1] (linearly, or logarithmically for frequencies and times).
@@ -12,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,33 +37,82 @@ EQ_BAND_TYPES = ("highpass", "low_shelf", "peak", "high_shelf", "lowpass")
 """Biquad band types a channel EQ may hold (RBJ Audio-EQ-Cookbook shapes)."""
 
 MAX_EQ_BANDS = 8
+
 MAX_FREQ_FRACTION = 0.49
-"""Band frequencies must stay under this fraction of the sample rate (below Nyquist)."""
+"""A band frequency in a settings file must stay under this fraction of the sample rate."""
+
+DESIGN_FREQ_FRACTION = 0.45
+"""Highest band frequency automatic methods choose, and top of EQ response plots, as a
+fraction of the sample rate: far enough under Nyquist that bilinear-transform warping
+leaves the band's shape intact."""
+
+
+def max_design_freq_hz(sample_rate: int) -> float:
+    """The highest band frequency automatic methods set at ``sample_rate`` (`DESIGN_FREQ_FRACTION`)."""
+    return round(DESIGN_FREQ_FRACTION * sample_rate, 1)
 
 
 def clamp_freq_hz(freq_hz: float, sample_rate: int) -> float:
-    """``freq_hz`` pulled under the highest band frequency usable at ``sample_rate``."""
-    return min(freq_hz, round(0.45 * sample_rate, 1))
+    """``freq_hz`` pulled under `max_design_freq_hz`."""
+    return min(freq_hz, max_design_freq_hz(sample_rate))
+
+
+Scale = Literal["linear", "log"]
+Level = Literal["channel", "band", "master"]
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """Range and scale of one scalar console parameter.
+    """One numeric console parameter.
 
     Attributes:
-        name: field name with its unit suffix, e.g. ``"attack_ms"``.
+        tensor: its name everywhere but the JSON file: the `ConsoleTensors` field, the
+            `SPECS` key and network output name, e.g. ``"eq_freq_hz"``, ``"master_gain_db"``.
         minimum: smallest accepted value.
         maximum: largest accepted value.
-        default: the neutral setting (no processing where one exists).
+        default: the neutral setting (no processing where one exists); the tensor value
+            of an absent processor (a compressor of ``null``, an empty EQ slot).
+        unit: what an engineer reads after the number: ``"dB"``, ``"Hz"``, ``"ms"``, ...
         scale: ``"log"`` maps to [0, 1] on a logarithmic axis (frequencies, times,
             ratios), ``"linear"`` on a linear one.
+        train: the sub-range learned methods predict and the random baseline draws from;
+            None where they leave the parameter at its default. EQ band fields take their
+            training ranges from the band type instead (`STANDARD_BANDS`).
+        off: tensor value of a JSON ``null`` (the processor switched off), for fields that
+            may be null; None where null is not allowed.
+        digits: decimals kept when a method writes the value for reading.
+        path: JSON path in the settings file, e.g. ``"channels[].eq[].freq_hz"`` (filled
+            in by `SCHEMA`).
     """
 
-    name: str
+    tensor: str
     minimum: float
     maximum: float
     default: float
-    scale: Literal["linear", "log"] = "linear"
+    unit: str
+    scale: Scale = "linear"
+    train: tuple[float, float] | None = None
+    off: float | None = None
+    digits: int = 2
+    path: str = ""
+
+    @property
+    def key(self) -> str:
+        """The field's key in its JSON object (last part of `path`)."""
+        return self.path.rsplit(".", 1)[-1]
+
+    @property
+    def level(self) -> Level:
+        """``"channel"``, ``"band"`` (one value per EQ band) or ``"master"``."""
+        if self.path.startswith("channels[].eq[]."):
+            return "band"
+        return "channel" if self.path.startswith("channels[].") else "master"
+
+    @property
+    def group(self) -> str:
+        """The JSON object that holds it, below its level: ``"compressor"``, ``"reverb"`` or ``""``."""
+        parts = self.path.split(".")[1:-1]
+        return parts[-1] if parts and not parts[-1].endswith("[]") else ""
 
     def normalize(self, value: torch.Tensor) -> torch.Tensor:
         """Physical value -> [0, 1]."""
@@ -69,6 +129,16 @@ class ParamSpec:
             return torch.exp(lo + unit * (hi - lo))
         return self.minimum + unit * (self.maximum - self.minimum)
 
+    def within(self, minimum: float, maximum: float) -> ParamSpec:
+        """The same parameter restricted to ``[minimum, maximum]``."""
+        return replace(self, minimum=minimum, maximum=maximum, default=min(max(self.default, minimum), maximum))
+
+    def at_rate(self, sample_rate: int) -> ParamSpec:
+        """The full range usable at ``sample_rate`` (band frequencies capped under Nyquist)."""
+        if self.tensor != "eq_freq_hz":
+            return self
+        return self.within(self.minimum, clamp_freq_hz(self.maximum, sample_rate))
+
     def check(self, value: Any, where: str) -> float:
         """Return ``value`` as a float or raise `ParamsError` naming ``where``."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -82,29 +152,18 @@ class ParamSpec:
         return float(value)
 
 
-SPECS: dict[str, ParamSpec] = {
-    spec.name: spec
-    for spec in (
-        ParamSpec("gain_db", -80.0, 24.0, 0.0),
-        ParamSpec("pan", -1.0, 1.0, 0.0),
-        ParamSpec("freq_hz", 10.0, 22000.0, 1000.0, "log"),
-        ParamSpec("eq_gain_db", -24.0, 24.0, 0.0),
-        ParamSpec("q", 0.1, 18.0, 0.707, "log"),
-        ParamSpec("threshold_db", -60.0, 0.0, 0.0),
-        ParamSpec("ratio", 1.0, 20.0, 1.0, "log"),
-        ParamSpec("attack_ms", 0.1, 200.0, 10.0, "log"),
-        ParamSpec("release_ms", 5.0, 2000.0, 100.0, "log"),
-        ParamSpec("knee_db", 0.0, 24.0, 6.0),
-        ParamSpec("makeup_db", -12.0, 24.0, 0.0),
-        ParamSpec("reverb_send_db", -80.0, 6.0, -80.0),
-        ParamSpec("target_lufs", -40.0, -5.0, -14.0),
-        ParamSpec("ceiling_dbtp", -12.0, 0.0, -1.0),
-        ParamSpec("decay_s", 0.1, 8.0, 1.6, "log"),
-        ParamSpec("predelay_ms", 0.0, 200.0, 20.0),
-        ParamSpec("return_db", -40.0, 12.0, 0.0),
-    )
-}
-"""Every scalar parameter by name. EQ band gain uses ``eq_gain_db``'s range."""
+def param(tensor: str, minimum: float, maximum: float, default: float, unit: str, *, scale: Scale = "linear",
+          train: tuple[float, float] | None = None, off: float | None = None, digits: int = 2,
+          off_by_default: bool = False, required: bool = False) -> Any:
+    """A dataclass field declaring one console parameter (see `ParamSpec` for the arguments).
+
+    The field's default is the spec's ``default``, or None with ``off_by_default`` (the
+    processor is off unless set), or none at all with ``required``.
+    """
+    spec = ParamSpec(tensor, minimum, maximum, default, unit, scale, train, off, digits)
+    if required:
+        return field(metadata={"spec": spec})
+    return field(default=None if off_by_default else default, metadata={"spec": spec})
 
 
 @dataclass
@@ -112,47 +171,48 @@ class EQBand:
     """One biquad band. ``gain_db`` is ignored by the pass filters."""
 
     type: str
-    freq_hz: float
-    gain_db: float = 0.0
-    q: float = 0.707
+    freq_hz: float = param("eq_freq_hz", 10.0, 22000.0, 1000.0, "Hz", scale="log", digits=1, required=True)
+    gain_db: float = param("eq_gain_db", -24.0, 24.0, 0.0, "dB")
+    q: float = param("eq_q", 0.1, 18.0, 0.707, "", scale="log", digits=3)
 
 
 @dataclass
 class CompressorParams:
     """Feed-forward compressor, log-domain soft knee (Giannoulis, Massberg & Reiss 2012)."""
 
-    threshold_db: float = 0.0
-    ratio: float = 1.0
-    attack_ms: float = 10.0
-    release_ms: float = 100.0
-    knee_db: float = 6.0
-    makeup_db: float = 0.0
+    threshold_db: float = param("threshold_db", -60.0, 0.0, 0.0, "dB", train=(-60.0, 0.0))
+    ratio: float = param("ratio", 1.0, 20.0, 1.0, ":1", scale="log", train=(1.0, 10.0))
+    attack_ms: float = param("attack_ms", 0.1, 200.0, 10.0, "ms", scale="log", train=(0.5, 100.0))
+    release_ms: float = param("release_ms", 5.0, 2000.0, 100.0, "ms", scale="log", train=(20.0, 1000.0))
+    knee_db: float = param("knee_db", 0.0, 24.0, 6.0, "dB", train=(0.0, 12.0))
+    makeup_db: float = param("makeup_db", -12.0, 24.0, 0.0, "dB", train=(0.0, 12.0))
 
 
 @dataclass
 class ChannelParams:
-    """One channel strip: gain -> EQ -> compressor -> pan, plus a post-fader reverb send.
+    """One channel strip: EQ -> compressor -> fader (gain, mute) -> pan, plus a post-fader reverb send.
 
-    ``reverb_send_db = None`` means the send is off (exactly zero).
+    ``compressor = None`` and ``reverb_send_db = None`` switch those off.
     """
 
     name: str
     instrument: str = "other"
-    gain_db: float = 0.0
-    pan: float = 0.0
+    gain_db: float = param("gain_db", -80.0, 24.0, 0.0, "dB", train=(-40.0, 24.0))
+    pan: float = param("pan", -1.0, 1.0, 0.0, "", train=(-1.0, 1.0), digits=3)
     mute: bool = False
     eq: list[EQBand] = field(default_factory=list)
     compressor: CompressorParams | None = None
-    reverb_send_db: float | None = None
+    reverb_send_db: float | None = param("reverb_send_db", -80.0, 6.0, -80.0, "dB", train=(-60.0, 0.0),
+                                         off=-math.inf, off_by_default=True)
 
 
 @dataclass
 class ReverbParams:
     """The shared stereo reverb bus (exponentially decaying filtered noise)."""
 
-    decay_s: float = 1.6
-    predelay_ms: float = 20.0
-    return_db: float = 0.0
+    decay_s: float = param("reverb_decay_s", 0.1, 8.0, 1.6, "s", scale="log", train=(0.3, 4.0), digits=3)
+    predelay_ms: float = param("reverb_predelay_ms", 0.0, 200.0, 20.0, "ms", digits=1)
+    return_db: float = param("reverb_return_db", -40.0, 12.0, 0.0, "dB")
 
 
 @dataclass
@@ -163,9 +223,9 @@ class MasterParams:
     limiter off.
     """
 
-    gain_db: float = 0.0
-    target_lufs: float | None = -14.0
-    ceiling_dbtp: float | None = -1.0
+    gain_db: float = param("master_gain_db", -80.0, 24.0, 0.0, "dB")
+    target_lufs: float | None = param("target_lufs", -40.0, -5.0, -14.0, "LUFS", off=math.nan)
+    ceiling_dbtp: float | None = param("ceiling_dbtp", -12.0, 0.0, -1.0, "dBTP", off=math.nan)
     reverb: ReverbParams = field(default_factory=ReverbParams)
 
 
@@ -196,7 +256,7 @@ class ConsoleParams:
     @classmethod
     def from_dict(cls, data: Any) -> ConsoleParams:
         """Parse and validate the on-disk schema; raise `ParamsError` naming the field."""
-        params = _parse_dataclass(cls, data, "params")
+        params = parse_dataclass(cls, data, "params")
         params.validate()
         return params
 
@@ -237,37 +297,25 @@ class ConsoleParams:
             where = f"channels[{i}] ({ch.name})"
             if not isinstance(ch.name, str) or not ch.name:
                 raise ParamsError(f"channels[{i}].name: expected a non-empty string, got {ch.name!r}")
-            SPECS["gain_db"].check(ch.gain_db, f"{where}.gain_db")
-            SPECS["pan"].check(ch.pan, f"{where}.pan")
             if not isinstance(ch.mute, bool):
                 raise ParamsError(f"{where}.mute: expected true or false, got {ch.mute!r}")
             if len(ch.eq) > MAX_EQ_BANDS:
                 raise ParamsError(f"{where}.eq: {len(ch.eq)} bands; at most {MAX_EQ_BANDS}")
+            _check_values(ch, where)
             for k, band in enumerate(ch.eq):
                 bwhere = f"{where}.eq[{k}]"
                 if band.type not in EQ_BAND_TYPES:
                     raise ParamsError(f"{bwhere}.type: {band.type!r} is not one of {list(EQ_BAND_TYPES)}")
-                SPECS["freq_hz"].check(band.freq_hz, f"{bwhere}.freq_hz")
-                SPECS["eq_gain_db"].check(band.gain_db, f"{bwhere}.gain_db")
-                SPECS["q"].check(band.q, f"{bwhere}.q")
+                _check_values(band, bwhere)
                 if band.freq_hz >= MAX_FREQ_FRACTION * self.sample_rate:
                     raise ParamsError(
                         f"{bwhere}.freq_hz: {band.freq_hz:g} Hz is at or above Nyquist "
                         f"for {self.sample_rate} Hz audio"
                     )
             if ch.compressor is not None:
-                for f in fields(CompressorParams):
-                    SPECS[f.name].check(getattr(ch.compressor, f.name), f"{where}.compressor.{f.name}")
-            if ch.reverb_send_db is not None:
-                SPECS["reverb_send_db"].check(ch.reverb_send_db, f"{where}.reverb_send_db")
-        m = self.master
-        SPECS["gain_db"].check(m.gain_db, "master.gain_db")
-        if m.target_lufs is not None:
-            SPECS["target_lufs"].check(m.target_lufs, "master.target_lufs")
-        if m.ceiling_dbtp is not None:
-            SPECS["ceiling_dbtp"].check(m.ceiling_dbtp, "master.ceiling_dbtp")
-        for f in fields(ReverbParams):
-            SPECS[f.name].check(getattr(m.reverb, f.name), f"master.reverb.{f.name}")
+                _check_values(ch.compressor, f"{where}.compressor")
+        _check_values(self.master, "master")
+        _check_values(self.master.reverb, "master.reverb")
 
     def check_matches(self, names: list[str]) -> None:
         """Raise `ParamsError` unless the channels are exactly the stems ``names`` (any order)."""
@@ -300,19 +348,113 @@ def default_channel(name: str, instrument: str = "other") -> ChannelParams:
     return ChannelParams(name=name, instrument=instrument)
 
 
-_NESTED = {
-    "channels": ChannelParams,
-    "master": MasterParams,
-    "eq": EQBand,
-    "compressor": CompressorParams,
-    "reverb": ReverbParams,
+def _spec(f: Any) -> ParamSpec | None:
+    return f.metadata.get("spec")
+
+
+def _check_values(obj: Any, where: str) -> None:
+    """Range-check the schema fields held directly by dataclass ``obj`` (nullable ones may be None)."""
+    for f in fields(obj):
+        spec, value = _spec(f), getattr(obj, f.name)
+        if spec is not None and not (value is None and spec.off is not None):
+            spec.check(value, f"{where}.{f.name}")
+
+
+_NESTED: dict[tuple[type, str], tuple[type, bool]] = {
+    (ConsoleParams, "channels"): (ChannelParams, True),
+    (ConsoleParams, "master"): (MasterParams, False),
+    (ChannelParams, "eq"): (EQBand, True),
+    (ChannelParams, "compressor"): (CompressorParams, False),
+    (MasterParams, "reverb"): (ReverbParams, False),
 }
-_LIST_KEYS = {"channels", "eq"}
-_NULLABLE = {"compressor"}
+"""Dataclass fields that hold other dataclasses: ``(owner, field) -> (held class, is a list)``."""
 
 
-def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from ``data``, rejecting unknown and missing keys by name."""
+def _walk(cls: type, path: str) -> list[ParamSpec]:
+    specs = []
+    for f in fields(cls):
+        nested = _NESTED.get((cls, f.name))
+        if nested is not None:
+            held, is_list = nested
+            specs += _walk(held, f"{path}{f.name}{'[]' if is_list else ''}.")
+        elif (spec := _spec(f)) is not None:
+            specs.append(replace(spec, path=f"{path}{f.name}"))
+    return specs
+
+
+SCHEMA: tuple[ParamSpec, ...] = tuple(_walk(ConsoleParams, ""))
+"""Every numeric console parameter in settings-file order (channel, band, then master fields)."""
+
+SPECS: dict[str, ParamSpec] = {spec.tensor: spec for spec in SCHEMA}
+"""`SCHEMA` by tensor field name."""
+
+
+@dataclass(frozen=True)
+class StandardBand:
+    """One slot of the fixed EQ layout learned methods use.
+
+    Attributes:
+        type: its band type.
+        train: training sub-range per band field it learns (``eq_freq_hz``,
+            ``eq_gain_db``, ``eq_q``); fields not listed stay at their schema default
+            (a pass filter has no gain and a fixed Q of 0.707).
+    """
+
+    type: str
+    train: dict[str, tuple[float, float]]
+
+
+STANDARD_BANDS: tuple[StandardBand, ...] = (
+    StandardBand("highpass", {"eq_freq_hz": (16.0, 1000.0)}),
+    StandardBand("low_shelf", {"eq_freq_hz": (30.0, 600.0), "eq_gain_db": (-12.0, 12.0), "eq_q": (0.4, 1.5)}),
+    StandardBand("peak", {"eq_freq_hz": (80.0, 10000.0), "eq_gain_db": (-12.0, 12.0), "eq_q": (0.3, 8.0)}),
+    StandardBand("high_shelf", {"eq_freq_hz": (1500.0, 16000.0), "eq_gain_db": (-12.0, 12.0),
+                                "eq_q": (0.4, 1.5)}),
+)
+"""The standard strip (high-pass, low shelf, bell, high shelf) of synthetic targets and learned methods."""
+
+STANDARD_EQ: tuple[str, ...] = tuple(band.type for band in STANDARD_BANDS)
+"""Band types of `STANDARD_BANDS`, in order."""
+
+
+@dataclass(frozen=True)
+class HeadOutput:
+    """One number a learned method predicts per track (or per mix for the master).
+
+    Attributes:
+        spec: the parameter, its range narrowed to the training sub-range.
+        band: index into `STANDARD_BANDS` for EQ fields, else None.
+    """
+
+    spec: ParamSpec
+    band: int | None = None
+
+    @property
+    def tensor(self) -> str:
+        return self.spec.tensor
+
+
+def head_outputs(sample_rate: int, level: Literal["channel", "master"]) -> tuple[HeadOutput, ...]:
+    """What learned methods predict at ``level``, in schema order, at ``sample_rate``.
+
+    Channel outputs: every channel field with a training range, with the EQ fields of
+    each `STANDARD_BANDS` slot at the EQ's place; master outputs: every master field with
+    a training range. Band frequencies are capped under `max_design_freq_hz`.
+    """
+    outputs: list[HeadOutput] = []
+    band_specs = [spec for spec in SCHEMA if spec.level == "band"]
+    for spec in SCHEMA:
+        if spec.level == "band" and level == "channel" and spec is band_specs[0]:
+            for k, band in enumerate(STANDARD_BANDS):
+                outputs += [HeadOutput(s.within(*band.train[s.tensor]).at_rate(sample_rate), k)
+                            for s in band_specs if s.tensor in band.train]
+        elif spec.level == level and spec.train is not None:
+            outputs.append(HeadOutput(spec.within(*spec.train)))
+    return tuple(outputs)
+
+
+def parse_dataclass(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from JSON-like ``data``, rejecting unknown and missing keys by name."""
     if not isinstance(data, dict):
         raise ParamsError(f"{where}: expected an object, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
@@ -323,16 +465,17 @@ def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         sub = f"{where}.{key}"
-        nested = _NESTED.get(key)
-        if key in _LIST_KEYS:
+        nested = _NESTED.get((cls, key))
+        if nested is None or (value is None and not nested[1] and known[key].default is None):
+            kwargs[key] = value
+        elif nested[1]:
             if not isinstance(value, list):
                 raise ParamsError(f"{sub}: expected a list, got {type(value).__name__}")
-            kwargs[key] = [_parse_dataclass(nested, item, f"{sub}[{i}]") for i, item in enumerate(value)]
-        elif nested is None or (value is None and key in _NULLABLE):
-            kwargs[key] = value
+            kwargs[key] = [parse_dataclass(nested[0], item, f"{sub}[{i}]") for i, item in enumerate(value)]
         else:
-            kwargs[key] = _parse_dataclass(nested, value, sub)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a required field is missing
-        raise ParamsError(f"{where}: {exc}") from None
+            kwargs[key] = parse_dataclass(nested[0], value, sub)
+    missing = [f.name for f in known.values()
+               if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ParamsError(f"{where}: missing {', '.join(repr(m) for m in missing)}")
+    return cls(**kwargs)

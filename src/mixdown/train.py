@@ -1,17 +1,27 @@
-"""Training recipes for the learned mixers: Lightning wrapper, data, checkpoints, export.
+"""Training recipes of every trained mixer: the one entry, Lightning wrappers, data, checkpoints, export.
 
-One command retrains a shipped model from scratch::
+One command retrains a shipped model from scratch, whatever it is::
 
-    mixdown train configs/estimator.yaml                    # or: python -m mixdown.train configs/estimator.yaml
+    mixdown train configs/estimator.yaml                    # also dmc.yaml, waveunet.yaml
     mixdown train configs/estimator.yaml --devices 2 --strategy ddp --max-steps 500 --out runs/x
     mixdown train configs/estimator.yaml --resume last      # or --resume runs/x/checkpoints/last.ckpt
     mixdown train configs/estimator.yaml --export-only runs/x/checkpoints/last.ckpt
+    mixdown train configs/emulator.yaml                     # the DMC's emulator pre-training (Lightning too)
+    mixdown train configs/forest.yaml                       # the random forests (scikit-learn)
 
-What a run does (`train`):
+A recipe's ``model:`` key picks its kind (`load_recipe`): ``emulator`` reads an
+`mixdown.models.emulator.EmulatorTrainConfig` and trains `EmulatorSystem`; ``forest``
+reads a `mixdown.mixers.forest.ForestRecipe` and runs `mixdown.mixers.forest.fit`;
+any other registered model (default ``estimator``) reads a `TrainConfig` and trains
+`MixingSystem`. Every file goes through the one loader, `mixdown.config.load_config`.
+The library prints nothing: `train` reports through ``progress(done, total)`` and
+``log(line)`` callbacks, which ``mixdown train`` (`mixdown.commands.train`) supplies.
 
-1. Reads the recipe (`TrainConfig`, YAML; unknown keys are errors naming them).
+What a run of a `TrainConfig` does (`train`):
+
+1. Reads the recipe (YAML; unknown keys are errors naming them).
 2. Builds the synthetic dataset if the recipe has a ``data.synth`` section and songs
-   are missing (`mixdown.data.synthetic.build_dataset`: resumable, refuses a folder
+   are missing (`mixdown.synth.synthetic.build_dataset`: resumable, refuses a folder
    made with other settings), on the first process of each machine only.
 3. Seeds everything (``lightning.seed_everything``) and trains `MixingSystem` with
    Lightning: random training segments (`mixdown.data.songs.SongDataset`, per-epoch
@@ -19,9 +29,10 @@ What a run does (`train`):
    fixed held-out split (sequential segments) with the stereo loss
    (`mixdown.losses.StereoLoss`), logged beside the losses of baseline mixers
    (``baselines``: mono and random by default, rendered by the console from the same
-   segments), CSV logs (and TensorBoard when installed), a progress bar, and
-   checkpoints of the best and the last step (``OUT/checkpoints``; resume with
-   ``--resume``). The recipe is saved in every checkpoint and beside them as
+   segments), CSV logs (and TensorBoard when installed), progress and a line per
+   validation through the callbacks, and checkpoints of the best and the last step
+   (``OUT/checkpoints``; resume with ``--resume``); training ends with a validation.
+   The recipe (seeds included) is saved in every checkpoint and beside them as
    ``OUT/train.yaml``. Multi-device / multi-node: ``devices``, ``num_nodes``,
    ``strategy`` (e.g. ``ddp``; on CPUs Lightning uses the gloo backend).
 4. Exports the best checkpoint's model as the small plain-dict weights file
@@ -31,6 +42,11 @@ Losses: ``stereo_weight * StereoLoss(mix, target) + param_weight * parameter_los
 the second for parametric models on data with true settings (synthetic songs'
 ``params.json``); the first ``audio_from_step`` steps use the parameter loss alone and
 skip rendering, which is far cheaper (a curriculum: settings first, then the mix).
+
+The emulator's recipe runs the same way (steps 3-4) with its own data and loss
+(`EmulatorSystem`: `mixdown.models.emulator.StripPairs` rendered by the real channel
+strip, `EmulatorLoss`, AdamW with a one-cycle schedule; ``val/emulator_loss`` beside
+``val/identity_loss``, the dry input's); its export is what ``configs/dmc.yaml`` loads.
 
 Extension points, for new models (DMC, Mix-Wave-U-Net, ...):
 
@@ -42,9 +58,12 @@ Extension points, for new models (DMC, Mix-Wave-U-Net, ...):
   object ``parameter_loss`` accepts; ``forward``'s output carries it as ``.estimate``)
   and ``parameter_loss(estimate, target: ConsoleTensors, mask) -> (batch,)``; then
   ``param_weight`` and ``audio_from_step`` work for them.
-* A model with its own training needs (a pre-trained emulator, extra loss terms)
-  subclasses `MixingSystem` and overrides `MixingSystem.losses`; `train` takes the
-  system class as an argument.
+* A model with its own training needs (extra loss terms) subclasses `MixingSystem`
+  and overrides `MixingSystem.losses`; `train` takes the system class as an argument.
+* A model with its own data and loss altogether (as the emulator) gets a recipe
+  dataclass whose ``model`` field is a ``Literal`` of its name, a LightningModule and
+  data module here (`EmulatorSystem`, `EmulatorData`), and a branch in `recipe_class`
+  and `train`; the Trainer, checkpoints, export and the command are shared.
 * Recipes are YAML files of `TrainConfig` fields; ``model_config`` holds the model's
   own config fields; datasets of any layout in `mixdown.data.folder.LAYOUTS` can be
   combined in ``data.sources``.
@@ -55,26 +74,39 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import yaml
 
 from mixdown.audio import atomic_write_text
+from mixdown.config import (
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    read_config_file,
+)
 from mixdown.console import ConsoleTensors
 from mixdown.data.collate import MultitrackBatch, MultitrackCollate
 from mixdown.data.songs import DatasetConfig, SegmentMeta, SongDataset
-from mixdown.data.synthetic import SynthConfig, build_dataset
 from mixdown.errors import MixdownError
 from mixdown.losses import StereoLoss, StereoLossConfig
-from mixdown.models import MODELS, build_model, config_from_dict, config_to_dict, model_from_checkpoint, save_model
+from mixdown.models import MODELS, build_model, model_from_checkpoint, save_model
+from mixdown.models.emulator import (
+    Emulator,
+    EmulatorLoss,
+    EmulatorTrainConfig,
+    RenderedCollate,
+    pretraining_pairs,
+    rendered_batches,
+)
 from mixdown.multitrack import INSTRUMENT_CLASSES, Multitrack
 from mixdown.params import ConsoleParams, default_channel
+from mixdown.synth.synthetic import SynthConfig, build_dataset
 
 try:
     import lightning as L
@@ -82,7 +114,14 @@ except ImportError as exc:  # pragma: no cover - the train extra is missing
     raise MixdownError("training needs Lightning: pip install 'mixdown[train]'") from exc
 
 VAL_LOSS = "val/stereo_loss"
+EMULATOR_VAL_LOSS = "val/emulator_loss"
 CONFIG_FILE = "train.yaml"
+
+SYSTEM_MODELS = tuple(name for name in MODELS if name != "emulator")
+"""Models trained by `MixingSystem` from a `TrainConfig` (the emulator has its own recipe)."""
+
+RECIPE_KINDS = (*SYSTEM_MODELS, "emulator", "forest", "producer")
+"""Values of a recipe's ``model:`` key (see `load_recipe`)."""
 
 
 @dataclass(frozen=True)
@@ -203,8 +242,10 @@ class TrainConfig:
     export: str | None = None
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.model in ("emulator", "forest", "producer"):
+            raise ValueError(f"model {self.model!r} has a recipe of its own (read it with load_recipe)")
+        if self.model not in SYSTEM_MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(RECIPE_KINDS)}")
         positive = {"batch_size": self.batch_size, "max_steps": self.max_steps, "devices": self.devices,
                     "num_nodes": self.num_nodes, "val_every_steps": self.val_every_steps,
                     "log_every_steps": self.log_every_steps}
@@ -225,31 +266,62 @@ class TrainConfig:
         return config_from_dict(MODELS[self.model][0], self.model_config, where)
 
 
+if TYPE_CHECKING:
+    from mixdown.mixers.forest import ForestRecipe
+
+    Recipe = TrainConfig | EmulatorTrainConfig | ForestRecipe  # any recipe `train` runs
+
+
+def recipe_class(data: Any) -> type:
+    """The recipe dataclass of parsed recipe ``data``, by its ``model:`` key (default ``estimator``)."""
+    kind = data.get("model", TrainConfig.model) if isinstance(data, dict) else None
+    if kind == "emulator":
+        return EmulatorTrainConfig
+    if kind == "forest":
+        from mixdown.mixers.forest import ForestRecipe
+
+        return ForestRecipe
+    if kind == "producer":
+        from mixdown.mixers.producer import ProducerRecipe
+
+        return ProducerRecipe
+    return TrainConfig
+
+
+def load_recipe(path: str | os.PathLike) -> Recipe:
+    """Read any recipe (YAML or JSON) into its dataclass, chosen by its ``model:`` key.
+
+    Raises:
+        MixdownError: If the file cannot be read, or naming the key for an unknown key
+            or a bad value (`mixdown.config.load_config`, strict).
+    """
+    data = read_config_file(path, "training config")
+    config = load_config(recipe_class(data), path, data=data)
+    if isinstance(config, TrainConfig):
+        config.model_config_object(f"{path}: model_config")
+        baselines_ok(config.baselines, str(path))
+    return config
+
+
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
-    """Read a recipe from YAML; unknown keys and bad values raise `MixdownError` naming them."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MixdownError(f"cannot read training config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise MixdownError(f"training config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    config = config_from_dict(TrainConfig, data, str(path))
-    config.model_config_object(f"{path}: model_config")
-    baselines_ok(config.baselines, str(path))
+    """Read a `MixingSystem` recipe (`load_recipe`, refusing the emulator's and the forest's)."""
+    config = load_recipe(path)
+    if not isinstance(config, TrainConfig):
+        raise MixdownError(f"{path}: a {config.model} recipe, not one of {', '.join(SYSTEM_MODELS)}")
     return config
 
 
 def baselines_ok(names: Sequence[str], where: str) -> None:
-    """Raise `MixdownError` unless every name is a mixer of `mixdown.mixers.MIXERS`."""
-    from mixdown.mixers import MIXERS
+    """Raise `MixdownError` unless every name is a method of `mixdown.mixers.METHODS` that needs no target mix."""
+    from mixdown.mixers import METHODS
 
-    unknown = [name for name in names if name not in MIXERS]
+    usable = [name for name, info in METHODS.items() if not info.capabilities.needs_target]
+    unknown = [name for name in names if name not in usable]
     if unknown:
-        raise MixdownError(f"{where}: baselines {unknown} are not mixers; choose from {', '.join(MIXERS)}")
+        raise MixdownError(f"{where}: baselines {unknown} are not mixers; choose from {', '.join(usable)}")
 
 
-def config_yaml(config: TrainConfig) -> str:
+def config_yaml(config: TrainConfig | EmulatorTrainConfig) -> str:
     """The recipe as YAML (every field, defaults included)."""
     return yaml.safe_dump(config_to_dict(config), sort_keys=False)
 
@@ -262,17 +334,22 @@ def _is_first_local_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
-def prepare_data(config: TrainConfig) -> None:
-    """Build the recipe's synthetic dataset where songs are missing (first process per machine)."""
-    synth = config.data.synth
-    if synth is None or not _is_first_local_process():
-        return
-    from rich.progress import Progress
+def synth_songs(config: Recipe) -> int:
+    """Songs `prepare_data` builds for ``config`` (0 if it builds none)."""
+    return config.data.synth_songs if isinstance(config, TrainConfig) and config.data.synth is not None else 0
 
-    with Progress(transient=True) as bar:
-        task = bar.add_task("building synthetic songs", total=config.data.synth_songs)
-        build_dataset(config.data.sources[0].root, config.data.synth_songs, synth, workers=config.data.build_workers,
-                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+def prepare_data(config: Recipe, progress: Callable[[float, float], None] | None = None) -> None:
+    """Build the recipe's synthetic dataset where songs are missing (first process per machine).
+
+    Args:
+        config: The recipe (only a `TrainConfig` with ``data.synth`` has songs to build).
+        progress: Called with ``(songs done, songs)``.
+    """
+    if not synth_songs(config) or not _is_first_local_process():
+        return
+    build_dataset(config.data.sources[0].root, config.data.synth_songs, config.data.synth,
+                  workers=config.data.build_workers, progress=progress)
 
 
 def open_split(config: TrainConfig, split: str, dataset_config: DatasetConfig) -> list[SongDataset]:
@@ -452,8 +529,7 @@ class MixingSystem(L.LightningModule):
     def baseline_losses(self, batch: MultitrackBatch, batch_idx: int) -> dict[str, torch.Tensor]:
         """Stereo loss of each baseline mixer on the batch's segments (computed once, then cached)."""
         if batch_idx not in self._baseline_cache:
-            from mixdown.console import render
-            from mixdown.mixers import get_mixer
+            from mixdown.api import mix as mix_stems
 
             losses = {name: [] for name in self.config.baselines}
             for b, meta in enumerate(batch.metas):
@@ -463,8 +539,7 @@ class MixingSystem(L.LightningModule):
                 multitrack = Multitrack.from_arrays(arrays, meta.sample_rate, dict(zip(meta.stem_names,
                                                                                        meta.instruments, strict=True)))
                 for name in self.config.baselines:
-                    params = get_mixer(name, seed=meta.index).predict(multitrack)
-                    mix = torch.from_numpy(render(multitrack, params))[None].to(batch.mix)
+                    mix = torch.from_numpy(mix_stems(multitrack, name, seed=meta.index).mix)[None].to(batch.mix)
                     losses[name].append(self.stereo_loss(mix, batch.mix[b:b + 1])[0].detach())
             self._baseline_cache[batch_idx] = {name: torch.stack(values) for name, values in losses.items()}
         return self._baseline_cache[batch_idx]
@@ -488,10 +563,96 @@ class MixingSystem(L.LightningModule):
             datamodule.set_epoch(self.current_epoch)
 
     def on_fit_start(self) -> None:
-        if self.trainer.is_global_zero:
-            out = Path(self.config.out)
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / CONFIG_FILE, config_yaml(self.config))
+        _save_recipe(self.trainer, self.config)
+
+
+def _save_recipe(trainer: L.Trainer, config: TrainConfig | EmulatorTrainConfig) -> None:
+    """Write the recipe beside the checkpoints as ``OUT/train.yaml`` (first process only)."""
+    if trainer.is_global_zero:
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / CONFIG_FILE, config_yaml(config))
+
+
+# ----------------------------------------------------------------------------- the emulator's pre-training
+
+
+class EmulatorData(L.LightningDataModule):
+    """The emulator recipe's pairs: training ones rendered by the real strip as they are drawn,
+    validation ones rendered once (`mixdown.models.emulator.pretraining_pairs`)."""
+
+    def __init__(self, config: EmulatorTrainConfig):
+        super().__init__()
+        self.config = config
+        self.train_pairs: torch.utils.data.Dataset | None = None
+        self.val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.train_pairs is None:
+            self.train_pairs, val_pairs = pretraining_pairs(self.config)
+            self.val_batches = rendered_batches(val_pairs, self.config.batch_size, self.config.model_config.sample_rate)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.train_pairs, batch_size=self.config.batch_size, shuffle=False,
+                                           collate_fn=RenderedCollate(self.config.model_config.sample_rate))
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.val_batches, batch_size=None, shuffle=False)
+
+
+class EmulatorSystem(L.LightningModule):
+    """The channel-strip emulator (`mixdown.models.emulator.Emulator`), its loss, optimiser and schedule.
+
+    Training minimises `EmulatorLoss` between the emulator's output and the real strip's
+    (mean over the batch) with AdamW (``lr``, torch's default weight decay) under a
+    one-cycle cosine schedule (`torch.optim.lr_scheduler.OneCycleLR`, peak ``lr`` after
+    ``warmup_fraction`` of ``max_steps``); validation logs the mean loss of the emulator
+    (``val/emulator_loss``, which picks the best checkpoint) and of the dry input
+    (``val/identity_loss``, the trivial emulator).
+
+    Args:
+        train_config: The recipe as plain data (`config_to_dict` of an `EmulatorTrainConfig`),
+            saved into every checkpoint as the hyper-parameters.
+    """
+
+    def __init__(self, train_config: dict[str, Any]):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config: EmulatorTrainConfig = config_from_dict(EmulatorTrainConfig, train_config, "train_config")
+        self.model = Emulator(self.config.model_config)
+        self.loss = EmulatorLoss(self.config.loss, reduction="none")
+        self._identity_cache: dict[int, torch.Tensor] = {}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        audio, params, target = batch
+        loss = self.loss(self.model(audio, params), target).mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=audio.shape[0])
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        audio, params, target = batch
+        size = audio.shape[0]
+        self.log(EMULATOR_VAL_LOSS, self.loss(self.model(audio, params), target).mean(), prog_bar=True,
+                 sync_dist=True, batch_size=size)
+        if batch_idx not in self._identity_cache:  # the dry input's loss never changes
+            self._identity_cache[batch_idx] = self.loss(audio, target).mean()
+        self.log("val/identity_loss", self._identity_cache[batch_idx], sync_dist=True, batch_size=size)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        config = self.config
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.max_steps,
+                                                       pct_start=config.warmup_fraction, anneal_strategy="cos")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {}).get("train_config", {}).get("max_steps")
+        if saved is not None and saved != self.config.max_steps:  # OneCycleLR cannot step past its total
+            raise MixdownError(f"the emulator's one-cycle schedule spans max_steps; resume with the checkpoint's "
+                               f"max_steps ({saved}), not {self.config.max_steps}")
+
+    def on_fit_start(self) -> None:
+        _save_recipe(self.trainer, self.config)
 
 
 # ----------------------------------------------------------------------------- run and export
@@ -502,14 +663,19 @@ class TrainResult:
     """What `train` produced.
 
     Attributes:
-        checkpoint: The best (lowest validation stereo loss) Lightning checkpoint, else the last.
+        checkpoint: The best (lowest validation loss) Lightning checkpoint, else the last;
+            None for the forest (no checkpoints).
         exported: The plain weights file written, or None.
-        best_val_loss: Its validation stereo loss, or None if never validated.
+        best_val_loss: Its validation loss, or None if never validated.
+        metric: The name of that loss (``val/stereo_loss``, ``val/emulator_loss``), or None.
+        info: What else the run reports (the forest's row count and timings).
     """
 
     checkpoint: Path | None
     exported: Path | None
     best_val_loss: float | None
+    metric: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _loggers(out: Path) -> list[Any]:
@@ -524,21 +690,88 @@ def _loggers(out: Path) -> list[Any]:
     return loggers
 
 
-def train(config: TrainConfig, resume: str | None = None,
-          system_class: type[MixingSystem] = MixingSystem) -> TrainResult:
-    """Run a recipe end to end (see the module docstring).
+class _ValidateAtEnd(L.Callback):
+    """Validate (and checkpoint) after the last step too, not only every ``val_every_steps``."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True  # Lightning validates when a run is asked to stop
+
+
+class _Report(L.Callback):
+    """Reports to the front end: ``progress(step, max_steps)`` after every step, ``log(line)`` per validation."""
+
+    def __init__(self, progress: Callable[[float, float], None] | None, log: Callable[[str], None] | None):
+        self.progress, self.line = progress, log
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.progress is not None and trainer.is_global_zero:
+            self.progress(trainer.global_step, trainer.max_steps)
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.line is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        values = ", ".join(f"{name} {float(metrics[name]):.4f}" for name in sorted(metrics) if name.startswith("val/"))
+        self.line(f"step {trainer.global_step}/{trainer.max_steps}: {values}")
+
+
+def _check_export(config: TrainConfig | EmulatorTrainConfig) -> None:
+    """Refuse an export path whose folder is missing (the run folder, which training creates, is fine)."""
+    if config.export is None:
+        return
+    folder = Path(config.export).parent
+    if not folder.is_dir() and folder.resolve() != Path(config.out).resolve():
+        raise MixdownError(f"{folder}: folder for the exported weights does not exist")
+
+
+def train(config: Recipe, resume: str | None = None, system_class: type[L.LightningModule] | None = None,
+          progress: Callable[[float, float], None] | None = None,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Run any recipe end to end (see the module docstring): the one training entry.
 
     Args:
-        config: The recipe.
+        config: The recipe (`load_recipe`): a `TrainConfig` trains `MixingSystem`, an
+            `EmulatorTrainConfig` `EmulatorSystem`, both with Lightning; a
+            `mixdown.mixers.forest.ForestRecipe` runs `mixdown.mixers.forest.fit`.
         resume: A Lightning checkpoint to continue from, or ``"last"`` for the run
-            folder's latest.
-        system_class: `MixingSystem` or a subclass (models with extra training needs).
+            folder's latest (not for the forest).
+        system_class: The recipe's system or a subclass of it (models with extra
+            training needs, instrumented runs); default `MixingSystem` / `EmulatorSystem`.
+        progress: Called with ``(steps done, max_steps)`` after every step (the forest:
+            ``(songs done, songs)`` while its data is generated), or None.
+        log: Called with one line of validation losses after every validation, or None.
 
     Returns:
         The best checkpoint, the exported weights and the best validation loss.
+
+    Raises:
+        MixdownError: On a missing checkpoint to resume from, a missing export folder
+            (checked before any work), or a bad recipe.
     """
+    if getattr(config, "model", None) == "producer":
+        from mixdown.mixers.producer import fit as fit_producer
+
+        if resume is not None or system_class is not None:
+            raise MixdownError("a producer recipe has no checkpoints to resume from and no Lightning system")
+        model = fit_producer(config, progress)
+        return TrainResult(None, Path(config.export), None, info=dict(model.info))
+    if not isinstance(config, (TrainConfig, EmulatorTrainConfig)):
+        from mixdown.mixers.forest import fit
+
+        if resume is not None or system_class is not None:
+            raise MixdownError("a forest recipe has no checkpoints to resume from and no Lightning system")
+        model = fit(config, progress)
+        return TrainResult(None, Path(config.export), None, info=dict(model.info))
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    emulator = isinstance(config, EmulatorTrainConfig)
+    base = EmulatorSystem if emulator else MixingSystem
+    system_class = base if system_class is None else system_class
+    if not issubclass(system_class, base):
+        raise MixdownError(f"a {config.model} recipe trains {base.__name__} or a subclass, not {system_class.__name__}")
     # numba's parallel kernels (console DSP) run on the system's OpenMP runtime, torch on its
     # own copy; spinning idle numba threads then slow every torch op several-fold. Passive
     # waiting must be chosen before numba starts its threads (first kernel call).
@@ -548,35 +781,36 @@ def train(config: TrainConfig, resume: str | None = None,
     out = Path(config.out)
     if resume not in (None, "last") and not Path(resume).is_file():
         raise MixdownError(f"checkpoint to resume from not found: {resume}")
-    if config.export is not None and not Path(config.export).parent.is_dir():
-        raise MixdownError(f"{Path(config.export).parent}: folder for the exported weights does not exist")
+    _check_export(config)
     prepare_data(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     system = system_class(config_to_dict(config))
+    monitor = EMULATOR_VAL_LOSS if emulator else VAL_LOSS
+    data = EmulatorData(config) if emulator else MixingData(config, system.model.config.sample_rate)
     checkpoints = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="step{step:06d}",
-                                  auto_insert_metric_name=False, monitor=VAL_LOSS, mode="min", save_top_k=1,
+                                  auto_insert_metric_name=False, monitor=monitor, mode="min", save_top_k=1,
                                   save_last=True)
     trainer = L.Trainer(
         max_steps=config.max_steps, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
         gradient_clip_val=config.grad_clip, val_check_interval=config.val_every_steps,
         check_val_every_n_epoch=None, log_every_n_steps=config.log_every_steps, logger=_loggers(out),
-        callbacks=[checkpoints, LearningRateMonitor("step")], default_root_dir=str(out),
-        num_sanity_val_steps=0, enable_model_summary=False)
-    trainer.fit(system, datamodule=MixingData(config, system.model.config.sample_rate), ckpt_path=resume)
+        callbacks=[checkpoints, LearningRateMonitor("step"), _ValidateAtEnd(), _Report(progress, log)],
+        default_root_dir=str(out), num_sanity_val_steps=0, enable_model_summary=False, enable_progress_bar=False)
+    trainer.fit(system, datamodule=data, ckpt_path=resume)
     best = checkpoints.best_model_path or checkpoints.last_model_path
     score = checkpoints.best_model_score
     exported = None
     if trainer.is_global_zero and config.export is not None and best:
         exported = export_checkpoint(best, config.export)
-    return TrainResult(Path(best) if best else None, exported, None if score is None else float(score))
+    return TrainResult(Path(best) if best else None, exported, None if score is None else float(score), monitor)
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Write the model of a Lightning checkpoint of `MixingSystem` as a plain weights file.
+    """Write the model of a Lightning checkpoint of `MixingSystem` or `EmulatorSystem` as a plain weights file.
 
     Raises:
-        MixdownError: If the checkpoint is missing or not from `MixingSystem`.
+        MixdownError: If the checkpoint is missing or not from one of them.
     """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -589,20 +823,15 @@ def export_checkpoint(checkpoint: str | os.PathLike, path: str | os.PathLike) ->
         raise MixdownError(f"{checkpoint}: not a mixdown training checkpoint (missing {exc})") from None
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         raise MixdownError(f"{checkpoint}: cannot read ({' '.join(str(exc).split())[:200]})") from None
-    config = config_from_dict(TrainConfig, recipe, f"{checkpoint}: train_config")
-    model = build_model(config.model, config.model_config)
-    loaded = model_from_checkpoint({"model_name": config.model, "config": config_to_dict(model.config),
+    where = f"{checkpoint}: train_config"
+    if recipe_class(recipe) is EmulatorTrainConfig:
+        emulator = config_from_dict(EmulatorTrainConfig, recipe, where)
+        name, model_config = "emulator", config_to_dict(emulator.model_config)
+    else:
+        config = config_from_dict(TrainConfig, recipe, where)
+        name, model_config = config.model, config.model_config
+    model = build_model(name, model_config)
+    loaded = model_from_checkpoint({"model_name": name, "config": config_to_dict(model.config),
                                     "state_dict": state, "sample_rate": model.config.sample_rate,
                                     "versions": {}}, str(checkpoint))
     return save_model(loaded.model, path)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mixdown.train ...``: the same as ``mixdown train ...``."""
-    from mixdown.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``mixdown data``: build synthetic datasets (``synth``) and check datasets (``check``)."""
+"""``mixdown data``: build synthetic datasets (``synth``), real ones from LMMS projects (``lmms``), check any (``check``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ _out = Console(highlight=False)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data synth`` and ``data check``."""
-    from mixdown.data.demo import AVAILABLE_STEMS
-    from mixdown.data.synthetic import SynthConfig
+    from mixdown.synth.demo import AVAILABLE_STEMS
+    from mixdown.synth.synthetic import SynthConfig
 
     defaults = SynthConfig()
     data = subparsers.add_parser("data", help="datasets: build synthetic ones, check any")
@@ -47,6 +47,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="play bass, keys, guitar and lead with a General MIDI SoundFont through fluidsynth, "
                             "e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2")
 
+    from mixdown.data.lmms import DEFAULT_SECONDS
+
+    lmms = sub.add_parser(
+        "lmms", help="real producer mixes from LMMS projects: dry stems, the mix, stated gains/pans; resumable",
+        description="Render each LMMS project (default: every song Debian's lmms-common ships) into OUT/<song>/: "
+                    "stems/NN_<track>.wav (each track solo and dry), mix.wav (the producer's mix), params.json "
+                    "(the gains and pans the project states) and lmms.json (what the console does not represent: "
+                    "automation, mixer effects, ...). Projects that cannot be used are skipped with the reason, "
+                    "printed and in OUT/manifest.json. Songs already in OUT are kept.")
+    lmms.set_defaults(handler=_cmd_lmms)
+    lmms.add_argument("projects", nargs="*", type=Path, help=".mmp/.mmpz files (default: the shipped demos)")
+    lmms.add_argument("--out", type=Path, required=True, help="dataset folder (created if needed)")
+    lmms.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
+                      help=f"excerpt length: whole bars where the mix is loudest (default {DEFAULT_SECONDS:g}; "
+                           "0 for whole songs)")
+    lmms.add_argument("--sample-rate", type=int, default=44100, help="in Hz (default 44100)")
+    lmms.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
+                      help="LMMS renders at once (default: the CPU count, at most 8)")
+
     check = sub.add_parser("check", help="check every song of a dataset as the loaders do; lists the bad ones")
     check.set_defaults(handler=_cmd_check)
     check.add_argument("root", type=Path, help="dataset folder")
@@ -58,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_synth(args: argparse.Namespace) -> None:
     from mixdown.cli import err, progress
-    from mixdown.data.synthetic import SynthConfig, build_dataset
+    from mixdown.synth.synthetic import SynthConfig, build_dataset
 
     config = SynthConfig(seed=args.seed, sample_rate=args.sample_rate, duration_s=args.duration,
                          min_stems=args.min_stems, max_stems=args.max_stems,
@@ -67,6 +86,26 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     with progress(f"synthesizing {args.songs} songs", args.songs) as update:
         made = build_dataset(args.out, args.songs, config, workers=args.workers, progress=update)
     err.print(f"wrote {len(made)} songs to {args.out} ({args.songs - len(made)} were there already)", markup=False)
+
+
+def _cmd_lmms(args: argparse.Namespace) -> None:
+    from mixdown.cli import err
+    from mixdown.data.lmms import MANIFEST_FILE, BuildConfig, build_dataset
+
+    config = BuildConfig(seconds=args.seconds or None, sample_rate=args.sample_rate)
+    if args.workers < 1:
+        raise MixdownError(f"--workers must be at least 1, got {args.workers}")
+
+    def news(line: str) -> None:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    reports = build_dataset(args.projects or None, args.out, config, workers=args.workers, progress=news)
+    built = [r for r in reports if r.status == "built"]
+    skipped = [r for r in reports if r.status == "skipped"]
+    err.print(f"{len(built)} of {len(reports)} projects are songs in {args.out} ({len(skipped)} skipped; "
+              f"see {args.out / MANIFEST_FILE})", markup=False, highlight=False)
+    for report in skipped:
+        err.print(f"  skipped {report.song}: {report.reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _cmd_check(args: argparse.Namespace) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mixdown.errors import MixdownError
+
 _out = Console(highlight=False)
 
 SPLIT_CHOICES = ("all", "train", "val", "test")
@@ -32,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--songs", type=int, help="only the first N songs (by name)")
     evaluate.add_argument("--seconds", type=float, help="evaluate the central excerpt of this many seconds")
     evaluate.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    evaluate.add_argument("--folds", type=int,
+                          help="song-level K-fold cross-validation (e.g. 5 on real LMMS songs): methods that learn "
+                               "from real songs (producer) are trained on the other folds; writes metrics.csv, "
+                               "folds.json and summary.md with pooled and per-fold medians of the loudness-matched "
+                               "stereo MR-STFT")
+    evaluate.add_argument("--fold-seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     evaluate.add_argument("--song", help="song of the spectrum/panning figures and listening files (default: first)")
     evaluate.add_argument("--reverse-steps", type=int, help="most descent steps of 'reverse' (default 300)")
     evaluate.add_argument("--reverse-budget", type=float, metavar="SECONDS",
@@ -47,6 +55,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from mixdown.mixers.reverse import ReverseConfig
 
     methods = tuple(name.strip() for name in args.methods.split(",") if name.strip())
+    if args.folds is not None:
+        from mixdown.evaluation.crossval import CVConfig, run_crossval
+
+        if args.split != "all" or args.songs is not None:
+            raise MixdownError("--folds uses every song of the dataset; leave out --split and --songs")
+        cv = CVConfig(dataset=str(args.dataset), out=str(args.out), methods=methods, folds=args.folds,
+                      seed=args.fold_seed, seconds=args.seconds)
+        with progress("cross-validating", 1) as update:
+            def tick(done: int, total: int) -> None:
+                update(done, total)
+                if not err.is_terminal and total and (done % 10 == 0 or done == total):
+                    err.print(f"{done}/{total} song x method tasks", markup=False, highlight=False)
+
+            result = run_crossval(cv, tick)
+        _out.print(result["summary"], markup=False, soft_wrap=True)
+        err.print(f"wrote {args.out}/metrics.csv, folds.json and summary.md", markup=False, highlight=False)
+        return
     overrides = {"steps": args.reverse_steps, "time_budget_s": args.reverse_budget}
     reverse = dataclasses.replace(ReverseConfig(), **{k: v for k, v in overrides.items() if v is not None})
     config = EvalConfig(dataset=str(args.dataset), out=str(args.out), methods=methods,

@@ -34,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_reverse(args: argparse.Namespace) -> None:
+    from mixdown.api import mix, propose
     from mixdown.audio import atomic_write_text
-    from mixdown.cli import check_output, err, load_stems, progress, write_outputs
-    from mixdown.console import render
-    from mixdown.mixers.reverse import ReverseConfig, ReverseEngineer, load_reference
+    from mixdown.cli import check_output, err, load_stems, stage_progress, write_outputs
+    from mixdown.mixers.reverse import ReverseConfig, ReverseMethod, load_reference
 
     if args.output.suffix.lower() != ".json":
         raise MixdownError(f"{args.output}: the settings file must end in .json")
@@ -45,20 +45,20 @@ def _cmd_reverse(args: argparse.Namespace) -> None:
         raise MixdownError(f"{args.output.parent}: output folder does not exist")
     if args.render is not None:
         check_output(args.render)
-    config = ReverseConfig(steps=args.steps, time_budget_s=args.seconds, excerpt_s=args.excerpt_seconds,
-                           seed=args.seed)
+    method = ReverseMethod(ReverseConfig(steps=args.steps, time_budget_s=args.seconds,
+                                         excerpt_s=args.excerpt_seconds, seed=args.seed))
     multitrack = load_stems(args)
-    reference = load_reference(args.reference, multitrack)
-    with progress("reverse engineering", max(config.steps, 1)) as update:
-        engineer = ReverseEngineer(config, progress=update)
-        params = engineer.fit(multitrack, reference)
-    if args.render is None:
-        atomic_write_text(args.output, params.to_json())
-    else:
-        with progress("rendering", multitrack.num_frames) as update:
-            mix = render(multitrack, params, progress=update)
-        write_outputs(mix, multitrack.sample_rate, args.render, params, args.output)
-    report = engineer.report
+    target = load_reference(args.reference, multitrack)
+    with stage_progress() as update:
+        if args.render is None:
+            output = propose(multitrack, method, target=target, progress=update)
+            params, info = output.params, output.info
+            atomic_write_text(args.output, params.to_json())
+        else:
+            result = mix(multitrack, method, target=target, progress=update)
+            params, info = result.params, result.info
+            write_outputs(result.mix, multitrack.sample_rate, args.render, params, args.output)
+    report = info["report"]
     wrote = f"{args.output}" + (f" and {args.render}" if args.render is not None else "")
     err.print(f"wrote {wrote} ({multitrack.num_tracks} stems; loss {report.initial_loss:.3f} after least squares, "
               f"{report.final_loss:.3f} after {report.steps} steps, {report.seconds:.0f} s)",

@@ -1,17 +1,29 @@
-"""``mixdown train``: run a training recipe (see `mixdown.train`)."""
+"""``mixdown train``: run any training recipe (see `mixdown.train`): the estimator, DMC and
+Mix-Wave-U-Net (`MixingSystem`), the DMC's emulator (`EmulatorSystem`) and the forest."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixdown.errors import MixdownError
+
+if TYPE_CHECKING:
+    from mixdown.train import Recipe
+
+# option -> recipe field it overrides
+_OVERRIDES = {"devices": "devices", "num_nodes": "num_nodes", "strategy": "strategy", "accelerator": "accelerator",
+              "max_steps": "max_steps", "out": "out", "export": "export"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train CONFIG [--devices N --num-nodes N --strategy S --max-steps N --out DIR --resume CKPT]``."""
-    train = subparsers.add_parser("train", help="train a learned mixer from a YAML recipe (needs the train extra)")
+    train = subparsers.add_parser(
+        "train", help="train a mixer from a YAML recipe: estimator, dmc, waveunet, emulator, forest (train extra)",
+        description="Train from a recipe; its model: key picks what (configs/*.yaml: estimator, dmc, waveunet, "
+                    "emulator, forest). Options override the recipe's fields; the forest takes --export only.")
     train.set_defaults(handler=_cmd_train)
     train.add_argument("config", type=Path, help="training recipe, e.g. configs/estimator.yaml")
     train.add_argument("--devices", type=int, help="devices per node (overrides the recipe)")
@@ -26,29 +38,68 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="skip training; export this checkpoint's weights to the recipe's export path")
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
-    from mixdown.cli import err
-    from mixdown.train import export_checkpoint, load_train_config, train
-
-    config = load_train_config(args.config)
-    overrides = {"devices": args.devices, "num_nodes": args.num_nodes, "strategy": args.strategy,
-                 "accelerator": args.accelerator, "max_steps": args.max_steps,
-                 "out": None if args.out is None else str(args.out),
-                 "export": None if args.export is None else str(args.export)}
+def _with_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
+    """The recipe with the options given on the command line; options it has no field for are errors."""
+    fields = {f.name for f in dataclasses.fields(recipe)}
+    given = {field: str(value) if isinstance(value, Path) else value
+             for option, field in _OVERRIDES.items() if (value := getattr(args, option)) is not None}
+    unknown = [f"--{option.replace('_', '-')}" for option, field in _OVERRIDES.items()
+               if field in given and field not in fields]
+    if unknown:
+        raise MixdownError(f"bad option: {', '.join(unknown)} does not apply to a {recipe.model} recipe")
     try:
-        config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
+        return dataclasses.replace(recipe, **given)
+    except (ValueError, MixdownError) as exc:
         raise MixdownError(f"bad option: {exc}") from None
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from mixdown.cli import err, progress
+    from mixdown.train import export_checkpoint, load_recipe, prepare_data, synth_songs, train
+
+    def say(line: str) -> None:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    recipe = load_recipe(args.config)
+    recipe = _with_overrides(recipe, args)
+    forest = recipe.model in ("forest", "producer")
+    if forest and (args.resume is not None or args.export_only is not None):
+        raise MixdownError(f"bad option: --resume and --export-only do not apply to a {recipe.model} recipe")
     if args.export_only is not None:
-        if config.export is None:
+        if recipe.export is None:
             raise MixdownError(f"{args.config} has no export path; give one with --export")
-        written = export_checkpoint(args.export_only, config.export)
-        err.print(f"wrote {written}")
+        say(f"wrote {export_checkpoint(args.export_only, recipe.export)}")
         return
-    result = train(config, resume=args.resume)
+    if forest and recipe.export is None:
+        raise MixdownError(f"{args.config} has no export path; give one with --export")
+    if songs := synth_songs(recipe):
+        with progress("building synthetic songs", songs) as update:
+            prepare_data(recipe, progress=update)
+    if recipe.model == "producer":
+        label, total = "reading training songs", 1
+    else:
+        label, total = ("generating training songs", recipe.songs) if forest else (f"training {recipe.model}",
+                                                                                recipe.max_steps)
+    with progress(label, total) as update:
+        def report(done: float, total: float) -> None:
+            update(done, total)
+            if forest and not err.is_terminal and (done % 10 == 0 or done == total):  # logs of background runs
+                say(f"{done}/{total} training songs")
+
+        result = train(recipe, resume=args.resume, progress=report, log=say)
+    if recipe.model == "producer":
+        info = result.info
+        say(f"wrote {result.exported}: {info['rows']} stems from {info['real_songs']} real and "
+            f"{info['synth_songs']} synthetic songs; data {info['data_s']} s, fit {info['fit_s']} s")
+        return
+    if forest:
+        info = result.info
+        say(f"wrote {result.exported}: {info['rows']} stems from {info['songs']} songs; data {info['data_s']} s, "
+            f"fit {info['fit_s']} s; {result.exported.stat().st_size / 1e6:.2f} MB")
+        return
     if result.checkpoint is None:
         return
-    loss = "" if result.best_val_loss is None else f" (validation stereo loss {result.best_val_loss:.4f})"
-    err.print(f"best checkpoint {result.checkpoint}{loss}")
+    loss = "" if result.best_val_loss is None else f" ({result.metric} {result.best_val_loss:.4f})"
+    say(f"best checkpoint {result.checkpoint}{loss}")
     if result.exported is not None:
-        err.print(f"wrote {result.exported}")
+        say(f"wrote {result.exported}")

@@ -1,1 +1,2 @@
-"""Synthetic multitrack data: instrument voices, score helpers and the bundled demo song."""
+"""Multitrack datasets: the folder layout, ENST-Drums, MedleyDB and MUSDB18, song checks, splits,
+lazy segments and batching (the synthesizer that makes synthetic datasets is `mixdown.synth`)."""

@@ -1,6 +1,6 @@
 """The plain folder layout, and dataset checks for every layout.
 
-Layout (what `mixdown.data.synthetic` writes)::
+Layout (what `mixdown.synth.synthetic` writes)::
 
     root/
       <song>/

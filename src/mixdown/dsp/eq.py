@@ -8,11 +8,13 @@ They are torch functions of frequency, gain and Q, so gradients reach every band
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from mixdown.dsp.iir import biquad, biquad_cascade
-from mixdown.params import EQ_BAND_TYPES
+from mixdown.params import EQ_BAND_TYPES, EQBand
 
 BYPASS = -1
 """Band type id of an empty slot: passes the signal unchanged."""
@@ -77,6 +79,84 @@ def frequency_response(b: torch.Tensor, a: torch.Tensor, freqs_hz: torch.Tensor,
     num = (b.to(torch.complex128)[..., None, :] * z_inv).sum(-1)
     den = (a.to(torch.complex128)[..., None, :] * z_inv).sum(-1)
     return num / den
+
+
+RESPONSE_FLOOR_DB = -300.0
+"""`eq_response_db` floors the power of each band's numerator and denominator here, so a
+zero of the band (a high-pass at DC) gives a finite, very negative gain."""
+
+
+def eq_response_db(band_type: torch.Tensor, freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor,
+                   sample_rate: int, at_hz: torch.Tensor) -> torch.Tensor:
+    """Magnitude response in dB of a cascade of biquad bands, at the frequencies ``at_hz``.
+
+    The bands' coefficients are those `parametric_eq` filters with (`biquad_coefficients`),
+    so this is the console's response, not an analog approximation of it:
+    ``sum_k 10 log10(|B_k(e^jw)|^2 / |A_k(e^jw)|^2)`` with ``w = 2 pi at_hz / sample_rate``,
+    where for real coefficients
+    ``|C(e^jw)|^2 = c0^2 + c1^2 + c2^2 + 2 (c0 c1 + c1 c2) cos w + 2 c0 c2 cos 2w``.
+    Real arithmetic throughout, so it is differentiable in every band parameter and works
+    in float32 as in float64. Empty slots (`BYPASS`) and an empty band list give 0 dB;
+    ``|B|^2`` and ``|A|^2`` are floored at `RESPONSE_FLOOR_DB`.
+
+    Accuracy (float64, against complex evaluation, `frequency_response` or
+    ``scipy.signal.freqz``): the expanded ``|C|^2`` loses digits where it is tiny next to
+    the coefficients, at low frequencies close to a band's poles and zeros, which cluster
+    at ``z = 1`` for low bands: about 1e-4 dB for bands of 30 Hz and up with Q up to 4,
+    up to 0.01 dB for high-Q bands near 10 Hz evaluated at 20-30 Hz.
+
+    Args:
+        band_type: integer ids ``(..., bands)`` from `BAND_TYPE_IDS`, or `BYPASS`.
+        freq_hz: centre / corner frequencies ``(..., bands)``.
+        gain_db: band gains ``(..., bands)`` (ignored by the pass filters).
+        q: quality factors ``(..., bands)``.
+        sample_rate: in Hz.
+        at_hz: ``(F,)`` frequencies to evaluate, in Hz (under Nyquist).
+
+    Returns:
+        ``(..., F)``: the cascade's gain in dB at each frequency, in the dtype of the
+        band parameters.
+
+    Shape:
+        The leading dimensions ``...`` of the four band tensors must broadcast together.
+    """
+    if at_hz.dim() != 1:
+        raise ValueError(f"expected frequencies at_hz of shape (F,), got {tuple(at_hz.shape)}")
+    b, a = biquad_coefficients(band_type, freq_hz, gain_db, q, sample_rate)
+    return _biquad_power_db(b, a, at_hz, sample_rate).sum(-2)
+
+
+def band_list_response_db(bands: Sequence[EQBand], at_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`eq_response_db` of one channel's EQ as written in its settings.
+
+    Args:
+        bands: the channel's EQ bands (empty: flat).
+        at_hz: ``(F,)`` frequencies in Hz, each under Nyquist.
+        sample_rate: in Hz.
+
+    Returns:
+        float64 ``(F,)`` gains in dB.
+    """
+    response = eq_response_db(torch.tensor([BAND_TYPE_IDS[band.type] for band in bands], dtype=torch.long),
+                              torch.tensor([band.freq_hz for band in bands], dtype=torch.float64),
+                              torch.tensor([band.gain_db for band in bands], dtype=torch.float64),
+                              torch.tensor([band.q for band in bands], dtype=torch.float64), sample_rate,
+                              torch.from_numpy(np.asarray(at_hz, dtype=np.float64)))
+    return response.numpy()
+
+
+def _biquad_power_db(b: torch.Tensor, a: torch.Tensor, at_hz: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """``20 log10 |B/A|`` of biquads ``(..., 3)`` at ``at_hz (F,)`` -> ``(..., F)``, real arithmetic."""
+    w = 2.0 * math.pi * at_hz.to(b.dtype) / sample_rate
+    cos1, cos2 = torch.cos(w), torch.cos(2.0 * w)
+
+    def power(c: torch.Tensor) -> torch.Tensor:
+        c = c[..., None, :]
+        return (c.pow(2).sum(-1) + 2.0 * (c[..., 0] * c[..., 1] + c[..., 1] * c[..., 2]) * cos1
+                + 2.0 * c[..., 0] * c[..., 2] * cos2)
+
+    floor = 10.0 ** (RESPONSE_FLOOR_DB / 10.0)
+    return 10.0 * torch.log10(power(b).clamp_min(floor) / power(a).clamp_min(floor))
 
 
 def is_identity(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

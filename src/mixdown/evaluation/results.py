@@ -33,7 +33,8 @@ from mixdown.metrics import FEATURE_NAMES, PARAM_ERROR_NAMES
 
 KEY_COLUMNS = ("song", "method")
 INFO_COLUMNS = ("output", "stems", "seconds", "predict_s", "render_s", "finished_at")
-AUDIO_METRICS = ("stereo_mrstft", "mrstft", "si_sdr_db", "loudness_diff_lu", *(f"diff_{n}" for n in FEATURE_NAMES))
+AUDIO_METRICS = ("stereo_mrstft", "stereo_mrstft_matched", "mrstft", "si_sdr_db", "loudness_diff_lu",
+                 *(f"diff_{n}" for n in FEATURE_NAMES))
 """Keys of `mixdown.metrics.evaluate_mix`, in order."""
 PARAM_METRICS = tuple(f"median_{name}" for name in PARAM_ERROR_NAMES)
 """Keys of `mixdown.metrics.summarize_param_errors`, in order."""

@@ -3,8 +3,8 @@
 Per song: every condition is loaded (audio files) or mixed (a method's `predict` on the
 song's stems, rendered by `mixdown.console.render`); the conditions must share a sample
 rate and length. Anchors are derived from the reference; then every condition is cut to
-the excerpt, faded and loudness-matched to the target (BS.1770-4 integrated, pyloudnorm).
-The folder is written atomically: on any error nothing is left behind.
+the excerpt, faded and loudness-matched to the target (BS.1770-4 integrated, the console's
+meter). The folder is written atomically: on any error nothing is left behind.
 """
 
 from __future__ import annotations
@@ -108,8 +108,7 @@ def load_conditions(song: SongConfig) -> tuple[dict[str, np.ndarray], int]:
 
 def _render_methods(song: SongConfig, methods: dict[str, ConditionSource],
                     sample_rate: int | None) -> tuple[dict[str, np.ndarray], int]:
-    from mixdown.console import render
-    from mixdown.mixers import get_mixer
+    from mixdown.api import mix
     from mixdown.multitrack import load_multitrack
 
     try:
@@ -118,8 +117,7 @@ def _render_methods(song: SongConfig, methods: dict[str, ConditionSource],
         raise MixdownError(f"song {song.name!r}: {exc}") from None
     rendered = {}
     for name, source in methods.items():
-        params = get_mixer(source.method, seed=source.seed).predict(multitrack)
-        rendered[name] = render(multitrack, params)
+        rendered[name] = mix(multitrack, source.method, seed=source.seed).mix
     return rendered, multitrack.sample_rate
 
 

@@ -37,8 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mixdown.config import read_config_file
 from mixdown.errors import MixdownError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -61,7 +60,7 @@ class ConditionSource:
 
     Attributes:
         file: Audio file of the whole song (mono or stereo).
-        method: Name of a mixer (`mixdown.mixers.MIXERS`) run on the song's stems and
+        method: Name of a method (`mixdown.mixers.METHODS`) that needs no target mix, run on the song's stems and
             rendered with `mixdown.console.render`.
         seed: Seed for stochastic methods.
     """
@@ -153,13 +152,7 @@ def load_config(path: str | os.PathLike) -> ListeningTestConfig:
         MixdownError: If the file is missing, not YAML, or any entry is invalid.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MixdownError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise MixdownError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    return parse_config(data, path.parent, where=str(path))
+    return parse_config(read_config_file(path), path.parent, where=str(path))
 
 
 def parse_config(data: Any, base_dir: Path, where: str = "config") -> ListeningTestConfig:
@@ -267,11 +260,12 @@ def _conditions(data: Any, base_dir: Path, where: str) -> dict[str, ConditionSou
                 raise MixdownError(f"{where}: {name}: seed only applies to method conditions")
             sources[name] = ConditionSource(file=base_dir / _string(entry["file"], f"{where}: {name}: file"))
             continue
-        from mixdown.mixers import MIXERS
+        from mixdown.mixers import METHODS
 
+        usable = [m for m, info in METHODS.items() if not info.capabilities.needs_target]
         method = _string(entry["method"], f"{where}: {name}: method")
-        if method not in MIXERS:
-            raise MixdownError(f"{where}: {name}: unknown method {method!r}; choose one of {', '.join(MIXERS)}")
+        if method not in usable:
+            raise MixdownError(f"{where}: {name}: unknown method {method!r}; choose one of {', '.join(usable)}")
         seed = entry.get("seed")
         sources[name] = ConditionSource(method=method,
                                         seed=None if seed is None else _integer(seed, f"{where}: {name}: seed"))

@@ -6,9 +6,9 @@ Pure functions on float32 signals of shape ``(channels, samples)``.
 from __future__ import annotations
 
 import numpy as np
-import pyloudnorm
 from scipy import signal
 
+from mixdown.dsp.loudness import loudness_lufs
 from mixdown.errors import AudioError
 
 LOWPASS_ORDER = 8
@@ -82,26 +82,12 @@ def make_anchor(reference: np.ndarray, sample_rate: int, lowpass_hz: float | Non
     return anchor.astype(np.float32)
 
 
-def integrated_loudness_lufs(audio: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness (ITU-R BS.1770-4, gated) with pyloudnorm.
-
-    Args:
-        audio: The signal, at least 0.4 s long.
-        sample_rate: Its rate in Hz.
-
-    Returns:
-        Loudness in LUFS (``-inf`` for silence).
-
-    Shape:
-        audio: ``(channels, samples)``.
-    """
-    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64)))
-
-
 def match_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float) -> tuple[np.ndarray, float]:
     """Scale a signal to an integrated loudness.
 
-    BS.1770 loudness scales with the signal (``+g`` dB of gain adds ``g`` LU) except for
+    Loudness is the console's BS.1770-4 meter (`mixdown.dsp.loudness.loudness_lufs`), so
+    excerpts match what the console's normalisation and the metrics read. BS.1770
+    loudness scales with the signal (``+g`` dB of gain adds ``g`` LU) except for
     blocks crossing the -70 LUFS absolute gate, so one gain of ``target - measured`` dB
     lands on the target.
 
@@ -117,10 +103,11 @@ def match_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float) -> t
         audio: ``(channels, samples)``; ``scaled`` the same.
 
     Raises:
-        AudioError: If the signal is silent (no gated block above -70 LUFS).
+        AudioError: If the signal is silent (no gated block above -70 LUFS) or shorter than one
+            400 ms block.
     """
-    measured = integrated_loudness_lufs(audio, sample_rate)
+    measured = loudness_lufs(audio, sample_rate)
     if not np.isfinite(measured):
-        raise AudioError("the excerpt is silent; cannot match its loudness")
+        raise AudioError("the excerpt is silent (or under 0.4 s long); cannot match its loudness")
     gain = 10.0 ** ((target_lufs - measured) / 20.0)
     return (audio * gain).astype(np.float32), measured

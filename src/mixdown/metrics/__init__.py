@@ -12,17 +12,28 @@ from typing import Any
 from mixdown.metrics.audio import (
     MRSTFT_CONFIG,
     check_stereo_pair,
-    integrated_loudness_lufs,
     loudness_diff_lu,
+    loudness_matched,
+    matched_stereo_mrstft,
     mrstft_distances,
     si_sdr_db,
 )
-from mixdown.metrics.features import FEATURE_NAMES, feature_differences, mix_features, panning_index
-from mixdown.metrics.param_errors import PARAM_ERROR_NAMES, param_errors, summarize_param_errors
+from mixdown.metrics.features import (
+    FEATURE_NAMES,
+    feature_differences,
+    mix_features,
+    panning_index,
+)
+from mixdown.metrics.param_errors import (
+    PARAM_ERROR_NAMES,
+    param_errors,
+    summarize_param_errors,
+)
 
 __all__ = [
     "FEATURE_NAMES", "MRSTFT_CONFIG", "PARAM_ERROR_NAMES", "check_stereo_pair", "evaluate_mix",
-    "feature_differences", "integrated_loudness_lufs", "loudness_diff_lu", "mix_features",
+    "feature_differences", "loudness_diff_lu", "loudness_matched",
+    "matched_stereo_mrstft", "mix_features",
     "mrstft_distances", "panning_index", "param_errors", "si_sdr_db", "summarize_param_errors",
 ]
 
@@ -36,7 +47,7 @@ def evaluate_mix(estimate: Any, reference: Any, sample_rate: int) -> dict[str, f
         sample_rate: in Hz.
 
     Returns:
-        ``{"stereo_mrstft", "mrstft", "si_sdr_db", "loudness_diff_lu"}`` (see
+        ``{"stereo_mrstft", "stereo_mrstft_matched", "mrstft", "si_sdr_db", "loudness_diff_lu"}`` (see
         `mixdown.metrics.audio`) and ``"diff_<feature>"`` for every feature of
         `FEATURE_NAMES` (estimate minus reference). All zero for identical mixes,
         except ``si_sdr_db`` which is then ``+inf`` (summarise it with a median).
@@ -45,8 +56,11 @@ def evaluate_mix(estimate: Any, reference: Any, sample_rate: int) -> dict[str, f
         AudioError: bad shapes or lengths, non-finite samples, a silent reference.
     """
     est, ref = check_stereo_pair(estimate, reference, sample_rate)
+    distances = mrstft_distances(est, ref)
     row = {
-        **mrstft_distances(est, ref),
+        "stereo_mrstft": distances["stereo_mrstft"],
+        "stereo_mrstft_matched": matched_stereo_mrstft(est, ref, sample_rate),
+        "mrstft": distances["mrstft"],
         "si_sdr_db": si_sdr_db(est, ref),
         "loudness_diff_lu": loudness_diff_lu(est, ref, sample_rate),
     }

@@ -17,14 +17,18 @@
   running the two torch losses (which is what they are tested against). A reference
   whose difference signal is silent (a mono mix) makes any stereo content in the
   estimate expensive (its magnitudes sit on the floor).
+* **Loudness-matched** ``stereo_mrstft_matched``: ``stereo_mrstft`` after the estimate is
+  scaled to the reference's integrated loudness (`loudness_matched`), so a mix is judged
+  on its balance, tone and width and not on its overall level (references such as real
+  producers' mixes sit at any level, methods deliver -14 LUFS).
 * **SI-SDR** (Le Roux, Wisdom, Erdogan & Hershey 2019, "SDR - half-baked or well
   done?"): the estimate is projected on the reference, ``alpha = <e, r> / <r, r>``,
   and ``10 log10(||alpha r||^2 / ||e - alpha r||^2)`` dB, over both channels as one
   vector (no mean removal). Identical or exactly scaled signals give ``+inf``, a silent
   estimate ``-inf``; a silent reference is an error.
-* **Loudness difference**: integrated loudness (ITU-R BS.1770-4, gated, via
-  pyloudnorm) of the estimate minus that of the reference, in LU. A gain of ``g`` dB
-  on the estimate changes it by ``g`` LU.
+* **Loudness difference**: integrated loudness (ITU-R BS.1770-4, gated; the console's
+  meter, `mixdown.dsp.loudness.loudness_lufs`) of the estimate minus that of the
+  reference, in LU. A gain of ``g`` dB on the estimate changes it by ``g`` LU.
 
 Every function takes numpy arrays ``(2, samples)``; `check_stereo_pair` is the
 shape and content check they share.
@@ -36,10 +40,10 @@ import math
 from typing import Any
 
 import numpy as np
-import pyloudnorm
 import scipy.fft
 import scipy.signal
 
+from mixdown.dsp.loudness import loudness_lufs
 from mixdown.errors import AudioError
 from mixdown.losses import StereoLossConfig
 
@@ -136,6 +140,35 @@ def mrstft_distances(estimate: np.ndarray, reference: np.ndarray) -> dict[str, f
     return {"stereo_mrstft": float(stereo / count), "mrstft": float(left_right / count)}
 
 
+def loudness_matched(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``estimate`` scaled to the integrated loudness of ``reference`` (BS.1770-4, the console's meter).
+
+    Where either loudness is undefined (a mix entirely under the absolute gate) the RMS
+    levels are matched instead; a silent estimate is returned as it is.
+
+    Args:
+        estimate: ``(2, samples)``.
+        reference: ``(2, samples)``.
+        sample_rate: in Hz.
+
+    Returns:
+        A scaled copy of ``estimate`` (float64).
+    """
+    est = np.asarray(estimate, dtype=np.float64)
+    difference = loudness_lufs(reference, sample_rate) - loudness_lufs(est, sample_rate)
+    if math.isfinite(difference):
+        return est * 10.0 ** (difference / 20.0)
+    est_energy = float(np.sum(np.square(est)))
+    if est_energy == 0.0:
+        return est.copy()
+    return est * math.sqrt(float(np.sum(np.square(np.asarray(reference, dtype=np.float64)))) / est_energy)
+
+
+def matched_stereo_mrstft(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float:
+    """``stereo_mrstft`` of the estimate loudness-matched to the reference (`loudness_matched`)."""
+    return mrstft_distances(loudness_matched(estimate, reference, sample_rate), reference)["stereo_mrstft"]
+
+
 def si_sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
     """Scale-invariant signal-to-distortion ratio over both channels, in dB.
 
@@ -166,14 +199,6 @@ def si_sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
     return 10.0 * math.log10(target_energy / residual_energy)
 
 
-def integrated_loudness_lufs(audio: np.ndarray, sample_rate: int) -> float:
-    """BS.1770-4 integrated loudness (pyloudnorm) of ``(channels, samples)`` audio, LUFS.
-
-    ``-inf`` when every 400 ms block is under the -70 LUFS absolute gate.
-    """
-    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(np.asarray(audio, dtype=np.float64).T))
-
-
 def loudness_diff_lu(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness of ``estimate`` minus that of ``reference``, in LU (signed).
 
@@ -186,4 +211,4 @@ def loudness_diff_lu(estimate: np.ndarray, reference: np.ndarray, sample_rate: i
         LU; positive when the estimate is louder. ``-inf`` / ``+inf`` / nan when one or
         both mixes lie entirely under the absolute gate.
     """
-    return integrated_loudness_lufs(estimate, sample_rate) - integrated_loudness_lufs(reference, sample_rate)
+    return loudness_lufs(estimate, sample_rate) - loudness_lufs(reference, sample_rate)

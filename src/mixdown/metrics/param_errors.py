@@ -1,6 +1,6 @@
 """Parameter errors: how far estimated console settings are from the true ones.
 
-Where the settings that made a mix are known (synthetic targets, `mixdown.data.targets`),
+Where the settings that made a mix are known (synthetic targets, `mixdown.synth.targets`),
 an estimate is scored channel by channel (channels matched by name; both must hold the
 same set) with absolute errors in the parameters' own units:
 
@@ -20,9 +20,10 @@ same set) with absolute errors in the parameters' own units:
 * ``eq_freq_oct``: with agreeing layouts, the mean ``|log2(f_est / f_true)|`` over all
   bands, in octaves; nan otherwise or with no bands.
 * ``eq_response_db``: mean absolute difference of the two EQ magnitude responses in dB
-  at `EQ_RESPONSE_POINTS` log-spaced frequencies from 20 Hz to 20 kHz (or 0.45 times the
-  sample rate), each response floored at `EQ_RESPONSE_FLOOR_DB` (a deeper cut is as
-  good as silence in a mix); 0 for two flat EQs.
+  at `EQ_RESPONSE_POINTS` log-spaced frequencies from 20 Hz to 20 kHz (or
+  `mixdown.params.max_design_freq_hz`, the top of EQ plots), each response
+  (`mixdown.dsp.eq.eq_response_db`, the console's exact response) floored at
+  `EQ_RESPONSE_FLOOR_DB` (a deeper cut is as good as silence in a mix); 0 for two flat EQs.
 * ``comp_threshold_db``: ``|t_est - t_true|``; ``comp_ratio_log2``:
   ``|log2(r_est / r_true)|`` (ratios are compared on a log axis: 2:1 vs 4:1 and 4:1 vs
   8:1 both give 1). A compressor that is off counts as the neutral settings
@@ -38,11 +39,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from mixdown.dsp.eq import BAND_TYPE_IDS, biquad_coefficients, frequency_response
+from mixdown.dsp.eq import band_list_response_db
 from mixdown.errors import ParamsError
-from mixdown.params import SPECS, ChannelParams, CompressorParams, ConsoleParams, EQBand
+from mixdown.params import (
+    SPECS,
+    ChannelParams,
+    CompressorParams,
+    ConsoleParams,
+    EQBand,
+    max_design_freq_hz,
+)
 
 PARAM_ERROR_NAMES = (
     "gain_db", "gain_balance_db", "pan", "eq_gain_db", "eq_freq_oct", "eq_response_db",
@@ -63,26 +70,11 @@ def _send_db(channel: ChannelParams) -> float:
     return SPECS["reverb_send_db"].minimum if channel.reverb_send_db is None else channel.reverb_send_db
 
 
-def eq_response_db(bands: list[EQBand], freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Magnitude response in dB of an EQ band list at ``freqs_hz (F,)`` -> ``(F,)`` (0 dB when empty)."""
-    if not bands:
-        return np.zeros(freqs_hz.shape)
-    b, a = biquad_coefficients(
-        torch.tensor([BAND_TYPE_IDS[band.type] for band in bands]),
-        torch.tensor([band.freq_hz for band in bands], dtype=torch.float64),
-        torch.tensor([band.gain_db for band in bands], dtype=torch.float64),
-        torch.tensor([band.q for band in bands], dtype=torch.float64),
-        sample_rate,
-    )
-    response = frequency_response(b, a, torch.from_numpy(freqs_hz), sample_rate).abs().prod(dim=0)
-    return 20.0 * np.log10(np.maximum(response.numpy(), np.finfo(float).tiny))
-
-
 def _eq_errors(est: list[EQBand], true: list[EQBand], sample_rate: int) -> dict[str, float]:
-    freqs_hz = np.geomspace(20.0, min(20000.0, 0.45 * sample_rate), EQ_RESPONSE_POINTS)
+    freqs_hz = np.geomspace(20.0, min(20000.0, max_design_freq_hz(sample_rate)), EQ_RESPONSE_POINTS)
     response_error = np.abs(
-        np.maximum(eq_response_db(est, freqs_hz, sample_rate), EQ_RESPONSE_FLOOR_DB)
-        - np.maximum(eq_response_db(true, freqs_hz, sample_rate), EQ_RESPONSE_FLOOR_DB)
+        np.maximum(band_list_response_db(est, freqs_hz, sample_rate), EQ_RESPONSE_FLOOR_DB)
+        - np.maximum(band_list_response_db(true, freqs_hz, sample_rate), EQ_RESPONSE_FLOOR_DB)
     )
     errors = {"eq_gain_db": math.nan, "eq_freq_oct": math.nan, "eq_response_db": float(response_error.mean())}
     if [band.type for band in est] == [band.type for band in true] and true:

@@ -1,16 +1,24 @@
-"""Mixing methods. Each is a `Mixer`: a multitrack in, editable `ConsoleParams` out.
+"""Mixing methods, all behind one `Method` protocol.
 
-Use `get_mixer(name, **options)`; `MIXERS` lists the names. Methods that learn from
-data add themselves here as they land, behind the same interface.
+A method takes a `Multitrack` (and, if its capabilities say so, the target mix to
+reproduce or a reference to mix like) and returns a `MethodOutput`: editable
+`ConsoleParams` for the console to render, or, for methods that have no settings
+(Mix-Wave-U-Net), the mix itself. `METHODS` lists every method with its capabilities
+and a one-line description, known without importing the method's module (so the CLI's
+``--help`` stays fast); `get_method` builds one. Front ends do not call methods
+directly: `mixdown.api.mix` runs a method and renders its settings.
 
-Methods that make a mix but no settings (Mix-Wave-U-Net) are `AudioMixer`s instead:
-``mix(multitrack) -> (2, samples)``, listed in `AUDIO_MIXERS`, built by `get_audio_mixer`.
+Adding a method: a module here with a class implementing `Method` (settings-only
+methods subclass `SettingsMethod` and write ``predict``), and one `MethodInfo` entry in
+`METHODS`.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -18,93 +26,143 @@ from mixdown.errors import MixdownError
 from mixdown.multitrack import Multitrack
 from mixdown.params import ConsoleParams
 
+ProgressCallback = Callable[[float, float], None]
+"""Called with ``(done, total)``."""
 
-class Mixer(Protocol):
-    """Anything that proposes console settings for a multitrack."""
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method gives and needs.
+
+    Attributes:
+        gives_params: it outputs console settings (else only audio).
+        needs_target: it needs the mix to reproduce (reverse engineering).
+        takes_reference: it can mix in the style of a reference song.
+    """
+
+    gives_params: bool = True
+    needs_target: bool = False
+    takes_reference: bool = False
+
+
+@dataclass
+class MethodOutput:
+    """A method's answer: ``params`` to render, or the ``mix`` itself (float32 ``(2, samples)``).
+
+    ``info`` holds method-specific figures worth reporting (e.g. reverse's losses).
+    """
+
+    params: ConsoleParams | None = None
+    mix: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(Protocol):
+    """A mixing method.
+
+    Attributes:
+        name: its name in `METHODS`.
+        capabilities: what it gives and needs.
+    """
 
     name: str
+    capabilities: ClassVar[Capabilities]
+
+    def run(self, multitrack: Multitrack, target: np.ndarray | None = None, reference: np.ndarray | None = None,
+            progress: ProgressCallback | None = None) -> MethodOutput:
+        """Mix ``multitrack``.
+
+        Args:
+            multitrack: the stems.
+            target: float32 ``(2, frames)`` mix to reproduce, at the stems' rate and length
+                (only for methods that need one).
+            reference: float32 ``(2, samples)`` song to mix like (only for methods that take one).
+            progress: optional callback.
+        """
+        ...
+
+
+class SettingsMethod:
+    """Base of methods that only propose settings from the stems: subclasses write `predict`."""
+
+    name: str
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def predict(self, multitrack: Multitrack) -> ConsoleParams:
         """Settings for exactly ``multitrack``'s stems, at its sample rate."""
-        ...
+        raise NotImplementedError
+
+    def run(self, multitrack: Multitrack, target: np.ndarray | None = None, reference: np.ndarray | None = None,
+            progress: ProgressCallback | None = None) -> MethodOutput:
+        return MethodOutput(params=self.predict(multitrack))
 
 
-def _mono(seed: int | None = None) -> Mixer:
-    from mixdown.mixers.baselines import MonoMixer
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method: where its class lives, what it can do, and a one-line description.
 
-    return MonoMixer()
+    Attributes:
+        target: ``"module:Class"``; the class takes the keyword options `get_method` passes.
+        capabilities: see `Capabilities`.
+        summary: one line for ``--help`` and the studio.
+        options: the keyword options the class accepts (others are refused by name).
+    """
 
-
-def _random(seed: int | None = None) -> Mixer:
-    from mixdown.mixers.baselines import RandomMixer
-
-    return RandomMixer(seed=0 if seed is None else seed)
-
-
-def _rules(seed: int | None = None) -> Mixer:
-    from mixdown.mixers.rules import RulesMixer
-
-    return RulesMixer()
-
-
-def _forest(seed: int | None = None) -> Mixer:
-    from mixdown.mixers.forest import ForestMixer
-
-    return ForestMixer()
+    target: str
+    capabilities: Capabilities
+    summary: str
+    options: tuple[str, ...] = ()
 
 
-def _estimator(seed: int | None = None) -> Mixer:
-    from mixdown.mixers.estimator import EstimatorMixer
+METHODS: dict[str, MethodInfo] = {
+    "mono": MethodInfo("mixdown.mixers.baselines:MonoMixer", Capabilities(),
+                       "unity gains, centred, no processing"),
+    "random": MethodInfo("mixdown.mixers.baselines:RandomMixer", Capabilities(),
+                         "random settings drawn from the schema's training ranges", ("seed",)),
+    "rules": MethodInfo("mixdown.mixers.rules:RulesMixer", Capabilities(),
+                        "knowledge-engineered rules by instrument class (De Man & Reiss 2013)"),
+    "forest": MethodInfo("mixdown.mixers.forest:ForestMixer", Capabilities(),
+                         "random forests on audio features predict gains and pans (Moffat & Sandler 2019)"),
+    "producer": MethodInfo("mixdown.mixers.producer:ProducerMixer", Capabilities(),
+                           "gains and pans learned from real producers' LMMS mixes (forests on stem features)",
+                           ("weights",)),
+    "estimator": MethodInfo("mixdown.mixers.estimator:EstimatorMixer", Capabilities(),
+                            "learned parameter estimator trained through the differentiable console",
+                            ("weights",)),
+    "dmc": MethodInfo("mixdown.mixers.dmc:DMCMixer", Capabilities(),
+                      "Differentiable Mixing Console (Steinmetz et al. 2021)", ("weights",)),
+    "waveunet": MethodInfo("mixdown.mixers.waveunet:WaveUNetMixer", Capabilities(gives_params=False),
+                           "multi-input Wave-U-Net, audio only (Martinez Ramirez et al.)", ("weights",)),
+    "reverse": MethodInfo("mixdown.mixers.reverse:ReverseMethod", Capabilities(needs_target=True),
+                          "settings that reproduce a given mix, through the differentiable console",
+                          ("config",)),
+}
+"""Every method by name, in the order tables list them."""
 
-    return EstimatorMixer()
 
-
-def _dmc(seed: int | None = None) -> Mixer:
-    from mixdown.mixers.dmc import DMCMixer
-
-    return DMCMixer()
-
-
-MIXERS: dict[str, Callable[..., Mixer]] = {"mono": _mono, "random": _random, "rules": _rules, "forest": _forest,
-                                           "estimator": _estimator, "dmc": _dmc}
-
-
-def get_mixer(name: str, seed: int | None = None) -> Mixer:
-    """The mixer called ``name`` (see `MIXERS`); ``seed`` matters to stochastic ones."""
+def method_info(name: str) -> MethodInfo:
+    """The registry entry of ``name``; `MixdownError` listing the methods if there is none."""
     try:
-        factory = MIXERS[name]
+        return METHODS[name]
     except KeyError:
-        if name in AUDIO_MIXERS:
-            raise MixdownError(f"{name!r} makes a mix but no console settings; it is an audio mixer "
-                               "(get_audio_mixer)") from None
-        raise MixdownError(f"unknown method {name!r}; choose one of {', '.join(MIXERS)}") from None
-    return factory(seed=seed)
+        raise MixdownError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
 
 
-class AudioMixer(Protocol):
-    """Anything that makes a stereo mix of a multitrack directly, with no console settings."""
+def get_method(name: str, **options: Any) -> Method:
+    """Build the method called ``name`` with its options (None values are left out).
 
-    name: str
+    ``seed`` is passed only to the methods that take one (it matters to stochastic ones);
+    any other option a method does not take is refused.
 
-    def mix(self, multitrack: Multitrack, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """The mix, float32 ``(2, multitrack.num_frames)`` at its sample rate; ``progress(done, total)``."""
-        ...
-
-
-def _waveunet(seed: int | None = None) -> AudioMixer:
-    from mixdown.mixers.waveunet import WaveUNetMixer
-
-    return WaveUNetMixer()
-
-
-AUDIO_MIXERS: dict[str, Callable[..., AudioMixer]] = {"waveunet": _waveunet}
-"""Audio-only methods: no `Mixer` (they make no settings), so apart from `MIXERS`."""
-
-
-def get_audio_mixer(name: str, seed: int | None = None) -> AudioMixer:
-    """The audio-only mixer called ``name`` (see `AUDIO_MIXERS`)."""
-    try:
-        factory = AUDIO_MIXERS[name]
-    except KeyError:
-        raise MixdownError(f"unknown audio-only method {name!r}; choose one of {', '.join(AUDIO_MIXERS)}") from None
-    return factory(seed=seed)
+    Raises:
+        MixdownError: unknown method, unknown option, or a method that cannot be built
+            (e.g. its weights are not installed).
+    """
+    info = method_info(name)
+    given = {key: value for key, value in options.items()
+             if value is not None and (key != "seed" or "seed" in info.options)}
+    unknown = sorted(set(given) - set(info.options))
+    if unknown:
+        raise MixdownError(f"method {name!r} takes no option {', '.join(unknown)}")
+    module, cls = info.target.split(":")
+    return getattr(importlib.import_module(module), cls)(**given)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from mixdown.mixers import SettingsMethod
 from mixdown.multitrack import Multitrack
-from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand, clamp_freq_hz, default_channel
+from mixdown.params import SCHEMA, STANDARD_BANDS, ConsoleParams, ParamSpec, default_channel, parse_dataclass
+
+COMPRESSOR_PROBABILITY = 0.5
+"""Chance that a random channel gets a compressor."""
 
 
-class MonoMixer:
+class MonoMixer(SettingsMethod):
     """Every stem at unity gain, centred, unprocessed; only the master normalises loudness."""
 
     name = "mono"
@@ -18,11 +24,15 @@ class MonoMixer:
         return ConsoleParams(channels=channels, sample_rate=multitrack.sample_rate, method=self.name)
 
 
-class RandomMixer:
-    """Settings drawn uniformly from plausible ranges, reproducible from ``seed``.
+class RandomMixer(SettingsMethod):
+    """Settings drawn from the schema's training ranges, reproducible from ``seed``.
 
-    Gains in [-20, 0] dB, pans in [-1, 1], a low shelf, a bell and a high shelf of up to
-    +-9 dB, a compressor half of the time, and a reverb send in [-40, -10] dB.
+    Every parameter with a training range (`mixdown.params.ParamSpec.train`) is drawn
+    uniformly on its scale (logarithmic for frequencies, times and ratios) from that
+    range, rounded to its display digits; every channel gets the standard EQ strip
+    (`mixdown.params.STANDARD_BANDS`, each band field from its band's range), a
+    compressor with probability `COMPRESSOR_PROBABILITY` and a reverb send. Parameters
+    without a training range keep their defaults.
     """
 
     name = "random"
@@ -32,17 +42,26 @@ class RandomMixer:
 
     def predict(self, multitrack: Multitrack) -> ConsoleParams:
         rng = np.random.default_rng(self.seed)
+        sample_rate = multitrack.sample_rate
+
+        def draw(spec: ParamSpec) -> float:
+            if spec.scale == "log":
+                return round(math.exp(rng.uniform(math.log(spec.minimum), math.log(spec.maximum))), spec.digits)
+            return round(float(rng.uniform(spec.minimum, spec.maximum)), spec.digits)
+
+        def drawn(level: str, group: str) -> dict[str, float]:
+            return {spec.key: draw(spec.within(*spec.train)) for spec in SCHEMA
+                    if spec.level == level and spec.group == group and spec.train is not None}
+
+        band_specs = [spec for spec in SCHEMA if spec.level == "band"]
         channels = []
         for name, instrument in zip(multitrack.names, multitrack.instruments, strict=True):
-            r = lambda lo, hi: round(float(rng.uniform(lo, hi)), 2)  # noqa: E731
-            compressor = None
-            if rng.random() < 0.5:
-                compressor = CompressorParams(threshold_db=r(-40, -5), ratio=r(1.5, 8), attack_ms=r(1, 50),
-                                              release_ms=r(30, 500), knee_db=r(0, 12), makeup_db=r(0, 6))
-            channels.append(ChannelParams(
-                name=name, instrument=instrument, gain_db=r(-20, 0), pan=r(-1, 1),
-                eq=[EQBand("low_shelf", r(60, 250), r(-9, 9), 0.707),
-                    EQBand("peak", round(float(np.exp(rng.uniform(np.log(200), np.log(5000)))), 1), r(-9, 9), r(0.5, 3)),
-                    EQBand("high_shelf", clamp_freq_hz(r(3000, 12000), multitrack.sample_rate), r(-9, 9), 0.707)],
-                compressor=compressor, reverb_send_db=r(-40, -10)))
-        return ConsoleParams(channels=channels, sample_rate=multitrack.sample_rate, method=self.name)
+            eq = [{"type": band.type, **{spec.key: draw(spec.within(*band.train[spec.tensor]).at_rate(sample_rate))
+                                         for spec in band_specs if spec.tensor in band.train}}
+                  for band in STANDARD_BANDS]
+            compressor = drawn("channel", "compressor") if rng.random() < COMPRESSOR_PROBABILITY else None
+            channels.append({"name": name, "instrument": instrument, **drawn("channel", ""), "eq": eq,
+                             "compressor": compressor})
+        master = {**drawn("master", ""), "reverb": drawn("master", "reverb")}
+        return parse_dataclass(ConsoleParams, {"channels": channels, "master": master, "sample_rate": sample_rate,
+                                               "method": self.name}, "random")

@@ -15,17 +15,10 @@ multitrack's own rate (EQ frequencies are capped below its Nyquist limit).
 
 from __future__ import annotations
 
-import importlib.resources
 import os
-from pathlib import Path
 
-from mixdown.errors import MixdownError
 from mixdown.mixers.estimator import EstimatorMixer
-
-
-def default_weights() -> Path:
-    """The DMC weights shipped with the package (controller and emulator)."""
-    return Path(str(importlib.resources.files("mixdown").joinpath("weights", "dmc.pt")))
+from mixdown.weights import require
 
 
 class DMCMixer(EstimatorMixer):
@@ -45,16 +38,9 @@ class DMCMixer(EstimatorMixer):
     name = "dmc"
 
     def __init__(self, weights: str | os.PathLike | None = None):  # noqa: super().__init__ loads an estimator
-        from mixdown.models import load_model
+        from mixdown.models import load_model_as
 
-        path = Path(weights) if weights is not None else default_weights()
-        if weights is None and not path.is_file():
-            raise MixdownError(f"the DMC's weights are not installed ({path}); train them with "
-                               "`python -m mixdown.models.emulator configs/emulator.yaml` then "
-                               "`mixdown train configs/dmc.yaml`")
-        loaded = load_model(path)
-        if loaded.name != "dmc":
-            raise MixdownError(f"{path}: holds a {loaded.name!r} model, not the DMC")
+        loaded = load_model_as("dmc", weights if weights is not None else require("dmc.pt"))
         self.dmc = loaded.model
         self.model = loaded.model.controller
         self.sample_rate = loaded.sample_rate

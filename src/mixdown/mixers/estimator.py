@@ -17,18 +17,17 @@ the multitrack's Nyquist limit). The mix is rendered by `mixdown.console.render`
 
 from __future__ import annotations
 
-import importlib.resources
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from mixdown.audio import resample
-from mixdown.errors import MixdownError
+from mixdown.mixers import SettingsMethod
 from mixdown.multitrack import INSTRUMENT_CLASSES, Multitrack
 from mixdown.params import ConsoleParams, clamp_freq_hz
+from mixdown.weights import require
 
 EXCERPT_S = 2.0
 """Length of an analysed excerpt: the training segment length of ``configs/estimator.yaml``."""
@@ -40,10 +39,6 @@ ACTIVE_DBFS = -60.0
 """A stem sounds in an excerpt when its RMS level is at least this (the datasets' silence threshold)."""
 
 
-def default_weights() -> Path:
-    """The estimator weights shipped with the package."""
-    return Path(str(importlib.resources.files("mixdown").joinpath("weights", "estimator.pt")))
-
 
 def excerpt_starts(frames: int, excerpt: int, count: int) -> list[int]:
     """Start frames of up to ``count`` excerpts of ``excerpt`` frames spread evenly over ``frames``."""
@@ -53,7 +48,7 @@ def excerpt_starts(frames: int, excerpt: int, count: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, last, min(count, 1 + last // max(excerpt // 2, 1)))})
 
 
-class EstimatorMixer:
+class EstimatorMixer(SettingsMethod):
     """Console settings predicted by the trained estimator (see the module docstring).
 
     Args:
@@ -67,15 +62,9 @@ class EstimatorMixer:
     name = "estimator"
 
     def __init__(self, weights: str | os.PathLike | None = None):
-        from mixdown.models import load_model
+        from mixdown.models import load_model_as
 
-        path = Path(weights) if weights is not None else default_weights()
-        if weights is None and not path.is_file():
-            raise MixdownError(f"the estimator's weights are not installed ({path}); "
-                               "train them with `mixdown train configs/estimator.yaml`")
-        loaded = load_model(path)
-        if loaded.name != "estimator":
-            raise MixdownError(f"{path}: holds a {loaded.name!r} model, not the estimator")
+        loaded = load_model_as("estimator", weights if weights is not None else require("estimator.pt"))
         self.model = loaded.model
         self.sample_rate = loaded.sample_rate
 

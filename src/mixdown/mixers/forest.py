@@ -4,7 +4,7 @@ D. Moffat and M. Sandler, "Machine Learning Multitrack Gain Mixing of Drums" (AE
 Convention, Engineering Brief 527, 2019) feed a feature vector of every track into a
 random forest that predicts the track's mix gain, trained on gains reverse-engineered
 from human mixes. Here the ground truth comes from synthetic songs
-(`mixdown.data.synthetic`), whose console settings are known exactly, and each stem is
+(`mixdown.synth.synthetic`), whose console settings are known exactly, and each stem is
 one training row: its `mixdown.features` vector (own audio, context in the song,
 instrument class), so one model serves any number of stems.
 
@@ -25,7 +25,7 @@ What the forests predict, and why:
   held-out songs, because that target folds the average loudness change of the random
   target processing into the fader.)
 * **Width** ``width``: ``|pan|``. In the synthetic targets the side a source is panned
-  to is a coin flip (`mixdown.data.targets`), so no feature can predict it; the width
+  to is a coin flip (`mixdown.synth.targets`), so no feature can predict it; the width
   depends on the class (focal sources and stereo stems stay central). The side comes
   from the rules mixer's `pan_positions` (drummer's perspective, alternating sides);
   stems it centres stay centred.
@@ -39,16 +39,15 @@ Weights ship as plain arrays in an ``.npz`` (no pickled classes): every tree's
 end to end with leaves pointing at themselves, so prediction is a vectorised walk of
 all trees at once (`TreeArrays.predict`), equal to scikit-learn's to float rounding.
 The training config, feature names, library versions and training statistics are
-stored beside them as JSON. Retrain with::
+stored beside them as JSON. Retrain with the one training entry (`mixdown.train`, which
+reads the `ForestRecipe` and calls `fit`)::
 
-    python -m mixdown.mixers.forest --config configs/forest.yaml --out src/mixdown/weights/forest.npz
+    mixdown train configs/forest.yaml        # writes the recipe's export, src/mixdown/weights/forest.npz
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib.resources
 import json
 import math
 import os
@@ -58,30 +57,27 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import yaml
 
 import mixdown
 from mixdown.audio import atomic_path
+from mixdown.class_rules import REFERENCE_LUFS
 from mixdown.console import channel_loudness
-from mixdown.data.demo import AVAILABLE_STEMS
 from mixdown.errors import MixdownError
 from mixdown.features import FEATURE_NAMES, SILENCE_LUFS, multitrack_features
-from mixdown.mixers.rules import REFERENCE_LUFS, RulesMixer
+from mixdown.mixers import SettingsMethod
+from mixdown.mixers.rules import RulesMixer
 from mixdown.multitrack import Multitrack
 from mixdown.params import SPECS, ConsoleParams
+from mixdown.synth.demo import AVAILABLE_STEMS
+from mixdown.weights import require
 
 FORMAT_VERSION = 1
 TARGETS = ("level_lu", "width")
 _LOUDNESS = FEATURE_NAMES.index("loudness_lufs")
 _ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
-
-
-def default_weights() -> Path:
-    """The forest shipped with the package."""
-    return Path(str(importlib.resources.files("mixdown").joinpath("weights", "forest.npz")))
 
 
 @dataclass(frozen=True)
@@ -125,25 +121,24 @@ class ForestConfig:
                 raise MixdownError(f"forest config: {name}={getattr(self, name)!r} is out of range")
 
 
-def load_config(path: str | os.PathLike) -> ForestConfig:
-    """A `ForestConfig` from a YAML file of overrides; unknown keys are refused by name."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise MixdownError(f"cannot read forest config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise MixdownError(f"forest config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict):
-        raise MixdownError(f"forest config {path} must be a mapping of option: value")
-    known = {f.name: f.type for f in dataclasses.fields(ForestConfig)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise MixdownError(f"forest config {path}: unknown keys {unknown}; known: {sorted(known)}")
-    try:
-        return ForestConfig(**data)
-    except TypeError as exc:
-        raise MixdownError(f"forest config {path}: {exc}") from None
+@dataclass(frozen=True)
+class ForestRecipe(ForestConfig):
+    """A ``mixdown train`` recipe of the forest (YAML: ``configs/forest.yaml``): `ForestConfig` plus two keys.
+
+    Read by `mixdown.train.load_recipe` (strict: unknown keys are errors) and run by `fit`.
+
+    Attributes:
+        model: ``forest``: the key `mixdown.train` dispatches on.
+        export: Weights file (``.npz``) to write, or ``None`` (then ``mixdown train --export`` must give one).
+    """
+
+    model: Literal["forest"] = "forest"
+    export: str | None = None
+
+    @property
+    def forest_config(self) -> ForestConfig:
+        """The training settings alone (what the weights file stores)."""
+        return ForestConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ForestConfig)})
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,7 +243,7 @@ class ForestModel:
                 arrays = {key: data[key] for key in data.files if key != "header"}
         except FileNotFoundError:
             raise MixdownError(f"no forest weights at {path}; train them with "
-                               "python -m mixdown.mixers.forest --config configs/forest.yaml --out PATH") from None
+                               "mixdown train configs/forest.yaml --export PATH") from None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
             raise MixdownError(f"{path}: not a forest weights file ({exc})") from None
         if header.get("format_version") != FORMAT_VERSION or header.get("feature_names") != list(FEATURE_NAMES):
@@ -294,7 +289,7 @@ def training_set(config: ForestConfig, progress: Callable[[int, int], None] | No
     Returns:
         ``(features, level_lu, width)``: ``(rows, n_features)``, ``(rows,)``, ``(rows,)``.
     """
-    from mixdown.data.synthetic import SynthConfig, generate_song
+    from mixdown.synth.synthetic import SynthConfig, generate_song
 
     synth = SynthConfig(seed=config.synth_seed, sample_rate=config.sample_rate, duration_s=config.duration_s,
                         min_stems=config.min_stems, max_stems=config.max_stems)
@@ -330,7 +325,10 @@ def train_forest(config: ForestConfig, progress: Callable[[int, int], None] | No
         config: what to train on and how.
         progress: called with ``(songs done, songs)`` while the data is generated.
     """
-    import sklearn
+    try:
+        import sklearn
+    except ImportError:
+        raise MixdownError("training the forest needs scikit-learn: pip install 'mixdown[train]'") from None
 
     wall, cpu = time.perf_counter(), time.process_time()
     features, level, width = training_set(config, progress)
@@ -346,13 +344,13 @@ def train_forest(config: ForestConfig, progress: Callable[[int, int], None] | No
     return ForestModel(level=forests[0], width=forests[1], config=config, info=info)
 
 
-class ForestMixer:
+class ForestMixer(SettingsMethod):
     """Faders and pans from the forests; EQ, compression, reverb and master from the rules."""
 
     name = "forest"
 
     def __init__(self, model: ForestModel | None = None):
-        self.model = model if model is not None else ForestModel.load(default_weights())
+        self.model = model if model is not None else ForestModel.load(require("forest.npz"))
 
     def predict(self, multitrack: Multitrack) -> ConsoleParams:
         features = multitrack_features(multitrack)
@@ -368,34 +366,25 @@ class ForestMixer:
         return params
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mixdown.mixers.forest --config C --out W``: train and write the weights."""
-    from mixdown.cli import err, progress
+def fit(recipe: ForestRecipe, progress: Callable[[float, float], None] | None = None) -> ForestModel:
+    """Train the forests of a recipe and write them to its ``export`` path (``mixdown train`` of a forest recipe).
 
-    parser = argparse.ArgumentParser(prog="python -m mixdown.mixers.forest", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, help="YAML overrides of ForestConfig (default: the defaults)")
-    parser.add_argument("--out", type=Path, default=default_weights(), help="weights file to write (.npz)")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config) if args.config else ForestConfig()
-        if not args.out.parent.is_dir():
-            raise MixdownError(f"{args.out.parent}: output folder does not exist")
-        with progress("generating training songs", config.songs) as update:
-            def report(done: int, total: int) -> None:
-                update(done, total)
-                if not err.is_terminal and (done % 10 == 0 or done == total):  # logs of background runs
-                    err.print(f"{done}/{total} training songs", markup=False, highlight=False)
+    Args:
+        recipe: What to train on, how, and where the weights go.
+        progress: Called with ``(songs done, songs)`` while the training data is generated.
 
-            model = train_forest(config, report)
-        model.save(args.out)
-    except MixdownError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        return 2
-    info = model.info
-    err.print(f"wrote {args.out}: {info['rows']} stems from {info['songs']} songs; data {info['data_s']} s, "
-              f"fit {info['fit_s']} s; {args.out.stat().st_size / 1e6:.2f} MB", markup=False, highlight=False)
-    return 0
+    Returns:
+        The model written (its ``info`` has the row count and timings).
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    Raises:
+        MixdownError: If the recipe has no export path or its folder does not exist
+            (checked before any work), or scikit-learn is missing.
+    """
+    if recipe.export is None:
+        raise MixdownError("the forest recipe has no export path (set export: in it, or give --export)")
+    export = Path(recipe.export)
+    if not export.parent.is_dir():
+        raise MixdownError(f"{export.parent}: output folder does not exist")
+    model = train_forest(recipe.forest_config, progress)
+    model.save(export)
+    return model

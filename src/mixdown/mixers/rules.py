@@ -3,7 +3,7 @@
 B. De Man and J. D. Reiss, "A Knowledge-Engineered Autonomous Mixing System", AES
 135th Convention, 2013, encode mixing practice from the engineering literature as
 rules applied per instrument class. This mixer implements that approach with these
-rules (each a row of `RULES` below, so it reads as a table):
+rules (each a column of the class table `mixdown.class_rules.RULES`):
 
 1. **Loudness balance.** Every stem's loudness after its EQ and compressor is measured
    (ITU-R BS.1770) and its fader set so that the stem lands at a per-class target
@@ -36,48 +36,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
+from mixdown.class_rules import MAX_PAN, REFERENCE_LUFS, RULES
 from mixdown.console import channel_loudness
+from mixdown.mixers import SettingsMethod
 from mixdown.multitrack import Multitrack
 from mixdown.params import SPECS, ChannelParams, CompressorParams, ConsoleParams, EQBand, clamp_freq_hz
-
-
-@dataclass(frozen=True)
-class ClassRule:
-    """What the rules say for one instrument class."""
-
-    level_lu: float
-    highpass_hz: float | None
-    ratio: float | None
-    depth_db: float
-    attack_ms: float
-    release_ms: float
-    reverb_send_db: float | None
-    eq: tuple[EQBand, ...] = ()
-    centred: bool = False
-
-
-_LOW_MID_CUT = EQBand("peak", 300.0, -2.0, 1.0)
-
-RULES: dict[str, ClassRule] = {
-    "kick": ClassRule(-2.0, None, 4.0, 10.0, 15.0, 120.0, None, (EQBand("peak", 400.0, -3.0, 1.4),), centred=True),
-    "snare": ClassRule(-3.0, 80.0, 3.0, 8.0, 10.0, 150.0, -16.0, (_LOW_MID_CUT,), centred=True),
-    "hihat": ClassRule(-12.0, 300.0, None, 0.0, 10.0, 100.0, -26.0, (EQBand("high_shelf", 10000.0, 2.0, 0.707),)),
-    "tom": ClassRule(-8.0, 60.0, 3.0, 8.0, 10.0, 200.0, -18.0, (_LOW_MID_CUT,)),
-    "overhead": ClassRule(-9.0, 200.0, None, 0.0, 10.0, 100.0, -22.0, (EQBand("high_shelf", 10000.0, 2.0, 0.707),)),
-    "room": ClassRule(-14.0, 100.0, None, 0.0, 10.0, 100.0, None),
-    "bass": ClassRule(-2.0, None, 4.0, 8.0, 5.0, 120.0, None, centred=True),
-    "guitar": ClassRule(-6.0, 100.0, 2.5, 6.0, 10.0, 150.0, -20.0, (_LOW_MID_CUT,)),
-    "keys": ClassRule(-6.0, 80.0, 2.0, 6.0, 15.0, 200.0, -18.0, (_LOW_MID_CUT,)),
-    "vocal": ClassRule(0.0, 100.0, 3.0, 8.0, 5.0, 150.0, -14.0, (EQBand("peak", 3000.0, 2.0, 1.0),), centred=True),
-    "other": ClassRule(-8.0, 80.0, 2.0, 6.0, 10.0, 150.0, -20.0),
-}
-
-MAX_PAN = 0.8
-REFERENCE_LUFS = -20.0  # where a 0 LU stem is placed before the master normalises the mix
 
 _SIDE = re.compile(r"(?:^|[^a-z])(l|left|r|right)$")
 
@@ -115,7 +82,7 @@ def pan_positions(names: list[str], instruments: list[str], stereo: np.ndarray) 
     return [round(p, 3) for p in positions]
 
 
-class RulesMixer:
+class RulesMixer(SettingsMethod):
     """Rule-based mixing by instrument class (see the module docstring for the rules)."""
 
     name = "rules"

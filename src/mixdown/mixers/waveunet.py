@@ -1,10 +1,9 @@
 """Mix-Wave-U-Net as a mixer: a multitrack in, a stereo mix out, and no settings.
 
-`mixdown.models.waveunet` makes audio, not console settings, so `WaveUNetMixer` is no
-`mixdown.mixers.Mixer`: it has ``mix(multitrack) -> (2, samples)`` instead of
-``predict(multitrack) -> ConsoleParams`` and is registered in
-`mixdown.mixers.AUDIO_MIXERS`. ``mixdown mix --method waveunet`` writes the mix and no
-settings file.
+`mixdown.models.waveunet` makes audio, not console settings, so `WaveUNetMixer` declares
+``Capabilities(gives_params=False)`` and its `run` returns the mix itself
+(``mix(multitrack) -> (2, samples)``). ``mixdown mix --method waveunet`` writes the mix
+and no settings file.
 
 A song of any length is mixed in bounded memory, as a stream (`WaveUNetMixer.mix`):
 
@@ -25,10 +24,8 @@ Memory: the blocks, one window's activations, and the stereo mix itself.
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import soxr
@@ -36,8 +33,10 @@ import torch
 
 from mixdown.audio import resampled_length
 from mixdown.errors import MixdownError
+from mixdown.mixers import Capabilities, MethodOutput
 from mixdown.models.waveunet import WaveUNet, master, slot_table
 from mixdown.multitrack import INSTRUMENT_CLASSES, Multitrack
+from mixdown.weights import require
 
 CHUNK_FRAMES = 1 << 17
 """Output samples per network window, at the model's rate (about 3 s at 44.1 kHz)."""
@@ -48,10 +47,6 @@ READ_FRAMES = 1 << 16
 ProgressCallback = Callable[[int, int], None]
 """Called with ``(frames done, frames)`` at the model's rate."""
 
-
-def default_weights() -> Path:
-    """The Mix-Wave-U-Net weights shipped with the package."""
-    return Path(str(importlib.resources.files("mixdown").joinpath("weights", "waveunet.pt")))
 
 
 def run_network(model: WaveUNet, blocks: Iterable[np.ndarray], total_frames: int,
@@ -126,17 +121,12 @@ class WaveUNetMixer:
     """
 
     name = "waveunet"
+    capabilities = Capabilities(gives_params=False)
 
     def __init__(self, weights: str | os.PathLike | None = None, chunk_frames: int = CHUNK_FRAMES):
-        from mixdown.models import load_model
+        from mixdown.models import load_model_as
 
-        path = Path(weights) if weights is not None else default_weights()
-        if weights is None and not path.is_file():
-            raise MixdownError(f"the Mix-Wave-U-Net's weights are not installed ({path}); "
-                               "train them with `mixdown train configs/waveunet.yaml`")
-        loaded = load_model(path)
-        if loaded.name != "waveunet":
-            raise MixdownError(f"{path}: holds a {loaded.name!r} model, not the Mix-Wave-U-Net")
+        loaded = load_model_as("waveunet", weights if weights is not None else require("waveunet.pt"))
         if chunk_frames < 1:
             raise MixdownError(f"chunk_frames must be positive, got {chunk_frames}")
         self.model: WaveUNet = loaded.model
@@ -159,6 +149,10 @@ class WaveUNetMixer:
             read += block.shape[-1]
             slots = np.einsum("st,tcn->scn", routing, block).reshape(config.input_channels, -1)
             yield resampler(slots, last=read >= multitrack.num_frames)
+
+    def run(self, multitrack: Multitrack, target: np.ndarray | None = None, reference: np.ndarray | None = None,
+            progress: ProgressCallback | None = None) -> MethodOutput:
+        return MethodOutput(mix=self.mix(multitrack, progress))
 
     def mix(self, multitrack: Multitrack, progress: ProgressCallback | None = None) -> np.ndarray:
         """Mix ``multitrack``; the input is not modified.

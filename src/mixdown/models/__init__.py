@@ -25,10 +25,7 @@ Checkpoints (`save_model` / `load_model`) are a plain dict, loaded with
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +34,7 @@ import torch
 
 import mixdown
 from mixdown.audio import atomic_path
+from mixdown.config import config_from_dict, config_to_dict
 from mixdown.errors import MixdownError
 from mixdown.models.dmc import DMC, DMCConfig
 from mixdown.models.emulator import Emulator, EmulatorConfig
@@ -63,94 +61,6 @@ class MixingModel(Protocol):
                  stereo: torch.Tensor) -> Any:
         """Mix ``stems (batch, tracks, channels, samples)``; the result has ``.mix (batch, 2, samples)``."""
         ...
-
-
-def config_from_dict(cls: type, data: Any, where: str) -> Any:
-    """Build frozen dataclass ``cls`` from plain data (YAML / checkpoint), checking keys and types.
-
-    Nested dataclasses are built recursively, lists become tuples where a tuple is
-    annotated, ints are accepted for floats. Omitted keys keep their defaults.
-
-    Args:
-        cls: The dataclass.
-        data: A mapping of field name to value (``None`` means all defaults).
-        where: How to name ``data`` in messages, e.g. ``"configs/estimator.yaml: model"``.
-
-    Returns:
-        The instance.
-
-    Raises:
-        MixdownError: Naming the key for an unknown key, a value of the wrong type, or
-            a value the dataclass itself refuses.
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise MixdownError(f"{where}: expected a mapping of option: value, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise MixdownError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-    kwargs = {key: _convert(hints[key], value, f"{where}.{key}") for key, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError, MixdownError) as exc:
-        raise MixdownError(f"{where}: {exc}") from None
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    """``value`` checked against (and converted to) type ``hint``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        errors = []
-        for option in options:
-            try:
-                return _convert(option, value, where)
-            except MixdownError as exc:
-                errors.append(str(exc))
-        raise MixdownError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {options}")
-    if dataclasses.is_dataclass(hint):
-        return config_from_dict(hint, value, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise MixdownError(f"{where}: expected a list, got {value!r}")
-        item = args[0] if args else Any
-        if len(args) == 2 and args[1] is Ellipsis or len(args) <= 1:
-            return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise MixdownError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise MixdownError(f"{where}: expected a mapping, got {value!r}")
-        return value
-    if origin is typing.Literal:
-        if value not in args:
-            raise MixdownError(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if hint is Any:
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
-        raise MixdownError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """A dataclass config as plain data (tuples as lists): YAML- and checkpoint-ready."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(dataclasses.asdict(config))
 
 
 def build_model(name: str, config: dict[str, Any] | None = None, where: str = "model") -> torch.nn.Module:
@@ -251,3 +161,11 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         problem = " ".join(str(exc).split())[:200]
         raise MixdownError(f"{path}: cannot read model weights ({problem})") from None
     return model_from_checkpoint(data, str(path))
+
+
+def load_model_as(name: str, path: str | os.PathLike) -> LoadedModel:
+    """`load_model`, refusing a checkpoint of another model than ``name``."""
+    loaded = load_model(path)
+    if loaded.name != name:
+        raise MixdownError(f"{path}: holds a {loaded.name!r} model, not the {name} model")
+    return loaded

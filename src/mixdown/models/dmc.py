@@ -39,13 +39,13 @@ processing; `DMC.render_settings` renders any settings through the emulator inst
 which measures how far the two renders are apart (``benchmarks/dmc_eval.py``).
 
 Training needs pre-trained emulator weights (``emulator_weights``, from
-``python -m mixdown.models.emulator configs/emulator.yaml``); a DMC checkpoint holds the
+``mixdown train configs/emulator.yaml``); a DMC checkpoint holds the
 emulator's weights too, so inference never reads that file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -53,10 +53,15 @@ from torch import nn
 
 from mixdown.console import ConsoleTensors, render_tensor
 from mixdown.errors import MixdownError
-from mixdown.models.emulator import EMULATED_FIELDS, Emulator, EmulatorConfig, emulated_outputs
+from mixdown.models.emulator import (
+    EMULATED_FIELDS,
+    Emulator,
+    EmulatorConfig,
+    emulated_outputs,
+)
 from mixdown.models.encoders import EncoderConfig
 from mixdown.models.estimator import Estimator, EstimatorConfig, ParamEstimate
-from mixdown.params import CompressorParams
+from mixdown.params import SCHEMA
 
 SAMPLE_RATE = 22050
 """Default rate of the DMC (controller analysis, emulator and training renders), in Hz."""
@@ -106,10 +111,10 @@ def fader_pan_send(params: ConsoleTensors) -> ConsoleTensors:
     reverb send, reverb and master, and nothing else (a compressor at ratio 1 and 0 dB
     makeup is the identity).
     """
-    neutral = CompressorParams()
-    no_bands = {name: getattr(params, name)[..., :0] for name in ("eq_type", "eq_freq_hz", "eq_gain_db", "eq_q")}
-    compressor = {f.name: torch.full_like(params.threshold_db, getattr(neutral, f.name))
-                  for f in fields(CompressorParams)}
+    no_bands = {name: getattr(params, name)[..., :0]
+                for name in ("eq_type", *(spec.tensor for spec in SCHEMA if spec.level == "band"))}
+    compressor = {spec.tensor: torch.full_like(params.threshold_db, spec.default)
+                  for spec in SCHEMA if spec.group == "compressor"}
     return replace(params, **no_bands, **compressor)
 
 
@@ -130,7 +135,7 @@ class DMC(nn.Module):
         self.controller = Estimator(config.controller)
         self.emulator = Emulator(config.emulator).requires_grad_(False)
         self.register_buffer("emulator_pretrained", torch.tensor(False))
-        columns = [i for i, out in enumerate(self.controller.specs) if out.field in EMULATED_FIELDS]
+        columns = [i for i, out in enumerate(self.controller.specs) if out.tensor in EMULATED_FIELDS]
         if tuple(self.controller.specs[i] for i in columns) != emulated_outputs(config.sample_rate):
             raise MixdownError("the controller's EQ and compressor outputs do not match the emulator's settings")
         self.register_buffer("emulated_columns", torch.tensor(columns), persistent=False)
@@ -167,8 +172,7 @@ class DMC(nn.Module):
                 stereo: torch.Tensor) -> DMCOutput:
         if self.training and not bool(self.emulator_pretrained):
             raise MixdownError(f"the DMC trains through a pre-trained emulator, and none was loaded (emulator_weights: "
-                               f"{self.config.emulator_weights}); run python -m mixdown.models.emulator "
-                               f"configs/emulator.yaml first")
+                               f"{self.config.emulator_weights}); run mixdown train configs/emulator.yaml first")
         estimate = self.estimate(stems, mask, instruments)
         return DMCOutput(self.render(stems, estimate.normalized, estimate.params, mask, stereo), estimate)
 

@@ -9,7 +9,7 @@ What it emulates. One channel of `mixdown.console.channel_strips` with the fader
 0 dB and the pan centred: the `STANDARD_EQ` layout (high-pass, low shelf, bell, high
 shelf) followed by the compressor, i.e. the `EMULATED_FIELDS` outputs of the learned
 mixers (`emulated_outputs`, 16 numbers in [0, 1] on the ranges of
-`mixdown.models.estimator.channel_specs`). Fader, pan and the reverb send are not
+`mixdown.params.head_outputs(sample_rate, "channel")`). Fader, pan and the reverb send are not
 emulated: they are exact, cheap DSP (gain, constant-power pan, and a send into the
 console's *shared* reverb bus, which no per-channel network can stand in for), so
 `mixdown.models.dmc` applies them with the console's own code.
@@ -38,60 +38,53 @@ see 127 frames, 1.5 s of level history, enough for the compressor's release (up 
 receptive field in frames.
 
 Pre-training data (`StripPairs`, `render_strip`): random non-silent mono segments of
-synthesized stems (`mixdown.data.demo.synthesize_song`, every available stem, the
+synthesized stems (`mixdown.synth.demo.synthesize_song`, every available stem, the
 stereo overhead as two sources), a random input gain, and settings drawn uniformly in
 [0, 1]^16; the targets are what the real channel strip makes of them. Loss
 (`EmulatorLoss`): multi-resolution STFT (spectral convergence + log magnitude,
 auraloss) plus a weighted time-domain L1 term, which keeps the phase right (the
 emulated channels are summed into a mix).
 
-Pre-train (plain PyTorch, no Lightning) with::
+Pre-train with the one training entry, like every other model (the recipe is an
+`EmulatorTrainConfig`; `mixdown.train.EmulatorSystem` is its Lightning wrapper, so this
+module stays plain PyTorch)::
 
-    python -m mixdown.models.emulator configs/emulator.yaml
+    mixdown train configs/emulator.yaml
 
 which writes the best weights (`mixdown.models.save_model` format) to the recipe's
-``export`` path and reports the validation error of the emulator and of the identity
-(the dry input) against the real strip.
+``export`` path and logs the validation error of the emulator and of the identity (the
+dry input) against the real strip (``val/emulator_loss``, ``val/identity_loss``).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import math
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from mixdown.console import ConsoleTensors, channel_strips
-from mixdown.data.demo import AVAILABLE_STEMS, synthesize_song
 from mixdown.data.songs import STEM_SILENCE_DBFS, rms_dbfs
-from mixdown.data.targets import STANDARD_EQ
 from mixdown.dsp.pan import pan_gains
 from mixdown.errors import MixdownError
 from mixdown.models.encoders import mlp
-from mixdown.models.estimator import ChannelOutput, channel_specs
 from mixdown.models.tcn import TCN, TCNConfig
-from mixdown.params import ChannelParams, ConsoleParams, EQBand
+from mixdown.params import SCHEMA, STANDARD_EQ, ChannelParams, ConsoleParams, EQBand, HeadOutput, head_outputs
 
-EMULATED_FIELDS = ("eq_freq_hz", "eq_gain_db", "eq_q", "threshold_db", "ratio", "attack_ms", "release_ms", "knee_db",
-                   "makeup_db")
+EMULATED_FIELDS = tuple(spec.tensor for spec in SCHEMA if spec.level == "band" or spec.group == "compressor")
 """`ConsoleTensors` fields the emulator covers: the EQ bands and the compressor."""
 
 MAX_DRAWS = 10
 """Offsets drawn per training segment before a silent one is accepted."""
 
 
-def emulated_outputs(sample_rate: int) -> tuple[ChannelOutput, ...]:
-    """The emulator's settings, in order: the EQ and compressor outputs of `channel_specs`."""
-    return tuple(out for out in channel_specs(sample_rate) if out.field in EMULATED_FIELDS)
+def emulated_outputs(sample_rate: int) -> tuple[HeadOutput, ...]:
+    """The emulator's settings, in order: the EQ and compressor outputs of the channel head."""
+    return tuple(out for out in head_outputs(sample_rate, "channel") if out.tensor in EMULATED_FIELDS)
 
 
 N_EMULATED = len(emulated_outputs(44100))
@@ -196,9 +189,9 @@ def strip_settings(normalized: torch.Tensor, sample_rate: int) -> ConsoleTensors
     for i, out in enumerate(emulated_outputs(sample_rate)):
         value = out.spec.denormalize(normalized[:, i].float())
         if out.band is None:
-            values[out.field] = value[:, None]
+            values[out.tensor] = value[:, None]
         else:
-            values[out.field][:, 0, out.band] = value
+            values[out.tensor][:, 0, out.band] = value
     return replace(base, **values)
 
 
@@ -231,6 +224,8 @@ def synthetic_sources(seeds: Sequence[int], sample_rate: int, duration_s: float)
         float32 arrays ``(samples,)``, one per stem and channel (the stereo overhead
         gives two).
     """
+    from mixdown.synth.demo import AVAILABLE_STEMS, synthesize_song
+
     sources = []
     for seed in seeds:
         song = synthesize_song(seed, sample_rate=sample_rate, duration_s=duration_s, stems=AVAILABLE_STEMS)
@@ -354,10 +349,11 @@ class EmulatorLoss(nn.Module):
 
 @dataclass(frozen=True)
 class EmulatorTrainConfig:
-    """The emulator's pre-training recipe (YAML: ``configs/emulator.yaml``).
+    """The emulator's pre-training recipe (YAML: ``configs/emulator.yaml``; run by ``mixdown train``).
 
     Attributes:
-        model: The emulator's settings.
+        model: ``emulator``: the key `mixdown.train.load_recipe` dispatches on.
+        model_config: The emulator's settings.
         loss: The loss's settings.
         song_seed: Training songs are ``synthesize_song(song_seed + i)``,
             ``i < train_songs``; validation songs follow them.
@@ -366,20 +362,27 @@ class EmulatorTrainConfig:
         song_duration_s: Length of each synthesized song.
         segment_s: Segment length; should exceed the receptive field.
         input_gain_db: Range of the random gain applied to input segments.
-        batch_size: Segments per step.
-        steps: Optimisation steps.
-        lr: Peak learning rate (AdamW, one-cycle cosine schedule).
+        batch_size: Segments per step (and device).
+        max_steps: Optimisation steps.
+        lr: Peak learning rate (AdamW, one-cycle cosine schedule over ``max_steps``).
         warmup_fraction: Share of the steps spent warming up.
         grad_clip: Gradient-norm clip.
-        val_every_steps: Validate (and keep the best weights) this often.
+        val_every_steps: Validate (and checkpoint) this often, and at the last step.
         val_segments: Validation segments (fixed).
         seed: Seeds the weights and the draws.
+        log_every_steps: Logging interval.
+        precision: Lightning precision, e.g. ``32-true``.
+        accelerator: ``cpu``, ``gpu`` or ``auto``.
+        devices: Devices per node.
+        num_nodes: Machines.
+        strategy: Lightning strategy: ``auto``, ``ddp``, ...
         threads: torch threads (0 keeps torch's default).
-        out: Run folder (``log.csv``, ``emulator.pt`` with the best weights, ``report.md``).
-        export: Where to copy the best weights to, or ``None``.
+        out: Run folder: logs, checkpoints, ``train.yaml``.
+        export: Where to write the best weights (`mixdown.models.save_model` format), or ``None``.
     """
 
-    model: EmulatorConfig = field(default_factory=EmulatorConfig)
+    model: Literal["emulator"] = "emulator"
+    model_config: EmulatorConfig = field(default_factory=EmulatorConfig)
     loss: EmulatorLossConfig = field(default_factory=EmulatorLossConfig)
     song_seed: int = 100_000
     train_songs: int = 16
@@ -388,20 +391,28 @@ class EmulatorTrainConfig:
     segment_s: float = 1.5
     input_gain_db: tuple[float, float] = (-12.0, 0.0)
     batch_size: int = 8
-    steps: int = 1000
+    max_steps: int = 1000
     lr: float = 3e-3
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     val_every_steps: int = 100
     val_segments: int = 32
     seed: int = 0
+    log_every_steps: int = 10
+    precision: str = "32-true"
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
     threads: int = 0
     out: str = "runs/emulator"
     export: str | None = None
 
     def __post_init__(self) -> None:
         positive = {"train_songs": self.train_songs, "val_songs": self.val_songs, "batch_size": self.batch_size,
-                    "steps": self.steps, "val_every_steps": self.val_every_steps, "val_segments": self.val_segments}
+                    "max_steps": self.max_steps, "val_every_steps": self.val_every_steps,
+                    "val_segments": self.val_segments, "log_every_steps": self.log_every_steps,
+                    "devices": self.devices, "num_nodes": self.num_nodes}
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
@@ -460,148 +471,24 @@ def rendered_batches(pairs: StripPairs, batch_size: int, sample_rate: int
             for start in range(0, len(pairs), batch_size)]
 
 
-@dataclass(frozen=True)
-class PretrainResult:
-    """What `pretrain` produced: the best weights, their scores and the step they are from."""
+def pretraining_pairs(config: EmulatorTrainConfig) -> tuple[StripPairs, StripPairs]:
+    """The recipe's training and validation pairs (inputs only; `RenderedCollate` adds the targets).
 
-    weights: Path
-    exported: Path | None
-    best_step: int
-    scores: EmulatorScores
-
-
-def pretrain(config: EmulatorTrainConfig, log: Callable[[str], None] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> PretrainResult:
-    """Pre-train an emulator from scratch (see the module docstring).
-
-    Args:
-        config: The recipe.
-        log: Called with one line of text per validation, or None.
-        progress: Called with ``(steps_done, steps)`` after every step, or None.
+    Sources are the stems of songs ``song_seed ..`` (`synthetic_sources`): the first
+    ``train_songs`` for training, the next ``val_songs`` for validation. Training pairs
+    are ``max_steps * batch_size`` draws seeded by ``seed`` (one pass, in order), the
+    ``val_segments`` validation pairs are seeded by ``seed + 1``.
 
     Returns:
-        Where the best weights are and their validation scores.
+        ``(train, val)``.
     """
-    from mixdown.models import save_model
-
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    if config.export is not None and not Path(config.export).parent.is_dir():
-        raise MixdownError(f"{Path(config.export).parent}: folder for the exported weights does not exist")
-    out.mkdir(parents=True, exist_ok=True)
-    rate, frames = config.model.sample_rate, round(config.segment_s * config.model.sample_rate)
+    rate = config.model_config.sample_rate
+    frames = round(config.segment_s * rate)
     seeds = [config.song_seed + i for i in range(config.train_songs + config.val_songs)]
     train_sources = synthetic_sources(seeds[:config.train_songs], rate, config.song_duration_s)
     val_sources = synthetic_sources(seeds[config.train_songs:], rate, config.song_duration_s)
-    val_pairs = StripPairs(val_sources, frames, config.val_segments, seed=config.seed + 1,
-                           input_gain_db=config.input_gain_db)
-    val_batches = rendered_batches(val_pairs, config.batch_size, rate)
-    train_pairs = StripPairs(train_sources, frames, config.steps * config.batch_size, seed=config.seed,
-                             input_gain_db=config.input_gain_db)
-    loader = torch.utils.data.DataLoader(train_pairs, batch_size=config.batch_size, shuffle=False,
-                                         collate_fn=RenderedCollate(rate))
-
-    torch.manual_seed(config.seed)
-    model = Emulator(config.model)
-    loss_fn = EmulatorLoss(config.loss)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps,
-                                                   pct_start=config.warmup_fraction, anneal_strategy="cos")
-    weights = out / "emulator.pt"
-    rows: list[dict[str, float]] = []
-    best: tuple[float, int, EmulatorScores] | None = None
-    running, started = 0.0, time.perf_counter()
-    for step, (audio, params, target) in enumerate(loader, start=1):
-        loss = loss_fn(model(audio, params), target)
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        running += float(loss.detach())
-        if progress is not None:
-            progress(step, config.steps)
-        if step % config.val_every_steps and step != config.steps:
-            continue
-        scores = evaluate(model, val_batches, config.loss)
-        rows.append({"step": step, "train_loss": running / (step - (rows[-1]["step"] if rows else 0)),
-                     "val_emulator": scores.emulator, "val_identity": scores.identity,
-                     "seconds": time.perf_counter() - started})
-        running = 0.0
-        if best is None or scores.emulator < best[0]:
-            best = (scores.emulator, step, scores)
-            save_model(model, weights)
-        _write_log(out / "log.csv", rows)
-        if log is not None:
-            log(f"step {step}/{config.steps}: train {rows[-1]['train_loss']:.4f}, val emulator {scores.emulator:.4f} "
-                f"(identity {scores.identity:.4f}), {rows[-1]['seconds']:.0f} s")
-    _, best_step, best_scores = best
-    exported = None
-    if config.export is not None:
-        from mixdown.models import load_model
-
-        exported = save_model(load_model(weights).model, config.export)
-    return PretrainResult(weights, exported, best_step, best_scores)
-
-
-def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
-    from mixdown.audio import atomic_write_text
-
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, text.getvalue())
-
-
-def load_pretrain_config(path: str | Path) -> EmulatorTrainConfig:
-    """Read a pre-training recipe from YAML; unknown keys and bad values raise `MixdownError`."""
-    import yaml
-
-    from mixdown.models import config_from_dict
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MixdownError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise MixdownError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    return config_from_dict(EmulatorTrainConfig, data, str(path))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mixdown.models.emulator RECIPE.yaml [--steps N] [--out DIR] [--export PATH]``."""
-    from mixdown.cli import err, progress
-
-    parser = argparse.ArgumentParser(prog="python -m mixdown.models.emulator",
-                                     description="pre-train the channel-strip emulator of the DMC")
-    parser.add_argument("config", type=Path, help="recipe, e.g. configs/emulator.yaml")
-    parser.add_argument("--steps", type=int, help="optimisation steps (overrides the recipe)")
-    parser.add_argument("--out", help="run folder (overrides the recipe)")
-    parser.add_argument("--export", help="where to write the best weights (overrides the recipe)")
-    args = parser.parse_args(argv)
-    say = lambda line: err.print(line, markup=False, emoji=False, soft_wrap=True)  # noqa: E731
-    try:
-        config = load_pretrain_config(args.config)
-        overrides = {"steps": args.steps, "out": args.out, "export": args.export}
-        try:
-            config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        except ValueError as exc:
-            raise MixdownError(f"bad option: {exc}") from None
-        with progress("pre-training the emulator", config.steps) as update:
-            result = pretrain(config, log=say, progress=update)
-    except MixdownError as exc:
-        say(f"error: {exc}")
-        return 2
-    say(f"best step {result.best_step}: validation loss vs the real strip {result.scores.emulator:.4f} "
-        f"(identity {result.scores.identity:.4f}); weights {result.exported or result.weights}")
-    return 0
-
-
-if __name__ == "__main__":
-    # Run the package's copy of this module (whose classes `mixdown.models.MODELS` registers), not this one.
-    from mixdown.models.emulator import main as package_main
-
-    sys.exit(package_main())
+    val = StripPairs(val_sources, frames, config.val_segments, seed=config.seed + 1,
+                     input_gain_db=config.input_gain_db)
+    train = StripPairs(train_sources, frames, config.max_steps * config.batch_size, seed=config.seed,
+                       input_gain_db=config.input_gain_db)
+    return train, val

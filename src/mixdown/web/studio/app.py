@@ -4,7 +4,7 @@ Routes (JSON unless said otherwise; errors are ``{"detail": "..."}`` with a 4xx 
 
 ==========================================  ===============================================
 ``GET  /``                                  the page (``static/index.html``)
-``GET  /api/config``                        methods, classes, ranges and limits for the forms
+``GET  /api/config``                        methods, classes, the parameter schema, limits
 ``GET  /api/folders``                       folders with audio under the allowed root
 ``GET  /api/sessions``                      sessions, newest first
 ``POST /api/sessions``                      multipart: ``method`` and ``stems`` (files) or ``folder``

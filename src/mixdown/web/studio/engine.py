@@ -29,11 +29,11 @@ import torch
 
 from mixdown.audio import peak_dbfs
 from mixdown.console import DEFAULT_CHUNK_FRAMES, ConsoleTensors, channel_strips, render
-from mixdown.dsp.eq import BAND_TYPE_IDS, biquad_coefficients, frequency_response
+from mixdown.dsp.eq import band_list_response_db
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.errors import ParamsError
 from mixdown.multitrack import Multitrack, Stem
-from mixdown.params import ChannelParams, ConsoleParams, EQBand
+from mixdown.params import ChannelParams, ConsoleParams, EQBand, max_design_freq_hz
 
 ProgressCallback = Callable[[int, int], None]
 """Called with ``(channels_done, channels_total)`` while strips are computed."""
@@ -138,8 +138,12 @@ def strip_key(channel: ChannelParams) -> str:
     return json.dumps([[asdict(band) for band in channel.eq], compressor, channel.pan])
 
 
+CURVE_FLOOR_DB = -240.0
+"""Lowest gain `eq_curve_db` draws."""
+
+
 def eq_curve_db(bands: list[EQBand], freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Magnitude response in dB of an EQ (the product of its RBJ biquads).
+    """Magnitude response in dB of an EQ (the product of its RBJ biquads, `mixdown.dsp.eq.eq_response_db`).
 
     Args:
         bands: the channel's EQ bands (empty: flat).
@@ -147,20 +151,12 @@ def eq_curve_db(bands: list[EQBand], freqs_hz: np.ndarray, sample_rate: int) -> 
         sample_rate: in Hz.
 
     Returns:
-        ``(F,)`` gains in dB.
+        ``(F,)`` gains in dB, floored at `CURVE_FLOOR_DB`.
     """
-    if not bands:
-        return np.zeros(len(freqs_hz))
-    b, a = biquad_coefficients(torch.tensor([BAND_TYPE_IDS[band.type] for band in bands]),
-                               torch.tensor([band.freq_hz for band in bands], dtype=torch.float64),
-                               torch.tensor([band.gain_db for band in bands], dtype=torch.float64),
-                               torch.tensor([band.q for band in bands], dtype=torch.float64), sample_rate)
-    response = frequency_response(b, a, torch.from_numpy(np.asarray(freqs_hz, dtype=np.float64)), sample_rate)
-    magnitude = response.abs().prod(dim=0).clamp_min(1e-12)
-    return (20.0 * torch.log10(magnitude)).numpy()
+    return np.maximum(band_list_response_db(bands, freqs_hz, sample_rate), CURVE_FLOOR_DB)
 
 
 def display_freqs_hz(sample_rate: int, points: int = 96) -> np.ndarray:
-    """Log-spaced frequencies from 20 Hz to 20 kHz (or 0.45 x the rate) for EQ plots."""
-    top = min(20000.0, 0.45 * sample_rate)
+    """Log-spaced frequencies from 20 Hz to 20 kHz (or `mixdown.params.max_design_freq_hz`) for EQ plots."""
+    top = min(20000.0, max_design_freq_hz(sample_rate))
     return np.exp(np.linspace(math.log(20.0), math.log(top), points))

@@ -2,7 +2,7 @@
 
 `Studio` is what the FastAPI routes (`mixdown.web.studio.app`) call. It opens sessions
 from uploaded files or from a folder under the server's allowed root, mixes them in the
-background with any method of `mixdown.mixers.MIXERS`, keeps each session's edit history
+background with any method of `STUDIO_METHODS` (through `mixdown.api.propose`), keeps each session's edit history
 in a `SessionStore` and renders mixes through a per-session `MixEngine` (kept in memory
 for the most recently used sessions, rebuilt from disk when needed).
 
@@ -28,22 +28,43 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
-import torch
 
+from mixdown.api import propose
 from mixdown.audio import SUPPORTED_EXTENSIONS, load_audio, write_audio
-from mixdown.dsp.loudness import integrated_loudness
+from mixdown.dsp.loudness import loudness_lufs
 from mixdown.errors import MixdownError, ParamsError
 from mixdown.export.reaper import PLUGIN_SUFFIXES, master_gain_db, reaper_project
-from mixdown.mixers import MIXERS, get_mixer
+from mixdown.mixers import METHODS
 from mixdown.multitrack import INSTRUMENT_CLASSES, Multitrack, load_multitrack
-from mixdown.params import EQ_BAND_TYPES, MAX_EQ_BANDS, SPECS, ConsoleParams
-from mixdown.web.common import RequestError, format_bytes, probe_upload, resolve_within, safe_stem_name
-from mixdown.web.studio.engine import MixEngine, RenderResult, display_freqs_hz, eq_curve_db
+from mixdown.params import (
+    DESIGN_FREQ_FRACTION,
+    EQ_BAND_TYPES,
+    MAX_EQ_BANDS,
+    SCHEMA,
+    ConsoleParams,
+    ParamSpec,
+)
+from mixdown.web.common import (
+    RequestError,
+    format_bytes,
+    probe_upload,
+    resolve_within,
+    safe_stem_name,
+)
+from mixdown.web.studio.engine import (
+    MixEngine,
+    RenderResult,
+    display_freqs_hz,
+    eq_curve_db,
+)
 from mixdown.web.studio.store import SessionRecord, SessionStore
 
 logger = logging.getLogger(__name__)
 
 RENDERS_KEPT = 4
+STUDIO_METHODS = [name for name, info in METHODS.items()
+                  if info.capabilities.gives_params and not info.capabilities.needs_target]
+"""Methods the studio offers: those that propose editable settings from the stems alone."""
 """Rendered mixes kept per live session (edited, model, solo variants)."""
 
 MAX_LISTED_FOLDERS = 500
@@ -203,7 +224,7 @@ class Studio:
             self._progress[session_id] = ("loading stems", 0.0)
             multitrack, notes = self._load(record.stems_dir)
             self._progress[session_id] = (f"mixing ({record.method})", 0.0)
-            params = get_mixer(record.method).predict(multitrack)
+            params = propose(multitrack, record.method).params
             live = self._make_live(session_id, multitrack)
 
             def rendering(done: int, total: int) -> None:
@@ -355,7 +376,7 @@ class Studio:
             current = self.store.params_at(session_id, record.cursor)
             live = self._get_live(record)
             multitrack = live.engine.multitrack.with_instruments({ch.name: ch.instrument for ch in current.channels})
-            params = get_mixer(method).predict(multitrack)
+            params = propose(multitrack, method).params
             self.store.push_edit(session_id, params, model=True)
         return self.state(session_id)
 
@@ -378,9 +399,7 @@ class Studio:
                 incoming.unlink(missing_ok=True)
             write_audio(target, signal, rate)
             stereo = np.repeat(signal, 2, axis=0) if signal.shape[0] == 1 else signal
-            with torch.no_grad():
-                loudness = float(integrated_loudness(torch.from_numpy(stereo)[None], rate)[0])
-            self.store.set_reference_lufs(session_id, _finite(loudness))
+            self.store.set_reference_lufs(session_id, _finite(loudness_lufs(stereo, rate)))
         return self.state(session_id)
 
     def delete(self, session_id: str) -> None:
@@ -464,14 +483,30 @@ class Studio:
         return cached
 
 
+def schema_entry(spec: ParamSpec) -> dict[str, Any]:
+    """One `SCHEMA` entry as the page reads it (see `page_config`)."""
+    return {"path": spec.path, "tensor": spec.tensor, "key": spec.key, "level": spec.level, "group": spec.group,
+            "min": spec.minimum, "max": spec.maximum, "default": spec.default, "unit": spec.unit,
+            "scale": spec.scale, "digits": spec.digits, "nullable": spec.off is not None}
+
+
 def page_config(config: StudioConfig) -> dict[str, Any]:
-    """What the page needs to know to build its forms and check input early."""
+    """What the page needs to know to build its forms and check input early.
+
+    ``schema`` lists every console parameter of `mixdown.params.SCHEMA`, in order: its JSON
+    path, tensor name, key, level (``channel``, ``band``, ``master``), group (the object
+    holding it: ``compressor``, ``reverb`` or ``""``), range, default, unit, scale
+    (``linear`` or ``log``, for sliders), digits kept, and whether it may be null (off).
+    The page builds its controls from it. ``band_freq_fraction``: band frequencies stay
+    under this fraction of the sample rate (`mixdown.params.max_design_freq_hz`).
+    """
     return {
-        "methods": sorted(MIXERS),
+        "methods": STUDIO_METHODS,
         "instrument_classes": list(INSTRUMENT_CLASSES),
         "eq_band_types": list(EQ_BAND_TYPES),
         "max_eq_bands": MAX_EQ_BANDS,
-        "ranges": {name: [spec.minimum, spec.maximum, spec.default] for name, spec in SPECS.items()},
+        "schema": [schema_entry(spec) for spec in SCHEMA],
+        "band_freq_fraction": DESIGN_FREQ_FRACTION,
         "max_stems": config.max_stems,
         "max_file_bytes": config.max_file_bytes,
         "max_request_bytes": config.max_request_bytes,
@@ -480,8 +515,8 @@ def page_config(config: StudioConfig) -> dict[str, Any]:
 
 
 def _check_method(method: str) -> None:
-    if method not in MIXERS:
-        raise RequestError(f"unknown method {method!r}; choose one of {', '.join(sorted(MIXERS))}")
+    if method not in STUDIO_METHODS:
+        raise RequestError(f"unknown method {method!r}; choose one of {', '.join(STUDIO_METHODS)}")
 
 
 def _summary(record: SessionRecord) -> dict[str, Any]:

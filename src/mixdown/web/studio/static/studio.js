@@ -1,14 +1,30 @@
 // mixdown studio: open a session, edit the console, listen, download. Talks to /api (see app.py).
 
-import { clamp, drawEqCurve, el, fmtDb, fmtPan, fmtTime, knob } from './widgets.js';
+import { clamp, drawEqCurve, el, fmtDb, fmtPan, fmtTime, knob, scaleMap } from './widgets.js';
 import { Player } from './player.js';
+import { Schema, checkValue, fmtValue, getValue, inputStep, knobStep, label, maxAt, setValue } from './schema.js';
 
 const $ = (selector) => document.querySelector(selector);
-const FADER_MIN = -60, FADER_MAX = 12;
 const COMMIT_DELAY_MS = 120;
+
+// Purely visual choices. Every setting's range, default, unit, scale and digits come from
+// the server's parameter schema (app.schema); these only shape the controls.
+// A channel fader's throw is narrower than the schema's gain range (-80..+24 dB): below
+// -60 dB a channel is lost in any mix and above +12 dB it clips, so the throw spends its
+// length where mixing happens. The dB box beside it takes the full range.
+const FADER_MIN_DB = -60, FADER_MAX_DB = 12, FADER_SCALE_STEP_DB = 12;
+// The master trim follows loudness normalisation, so it only corrects by a few dB.
+const MASTER_FADER_MIN_DB = -24, MASTER_FADER_MAX_DB = 12, MASTER_SCALE_STEP_DB = 6;
+const FADER_STEP_DB = 0.1;  // finer than a level change anyone hears
+// The send knob's leftmost position is "off" (null); sends under -60 dB are inaudible, so
+// the knob's throw starts there. Settings files keep the schema's full range.
+const SEND_KNOB_FLOOR_DB = -60;
+const NEW_BAND_TYPE = 'peak';  // the band engineers add most; its values are the schema defaults
+const SLIDER_STEPS = 1000;  // positions of a compressor slider over its range
 
 const app = {
   config: null,
+  schema: null,     // the parameter schema (Schema of config.schema)
   session: null,     // the server's state of the open session
   params: null,      // the settings shown (may be ahead of the server while an edit is in flight)
   selected: null,    // channel shown in the detail panel
@@ -381,27 +397,35 @@ function buildStrip(ch) {
   const classes = el('select', { class: 'cls', title: 'Instrument class (used by Re-mix)',
     onchange: (e) => edit((p) => { channel(ch.name).instrument = e.target.value; }) },
   cfg.instrument_classes.map((c) => el('option', { value: c, selected: c === ch.instrument }, c)));
-  const sendRange = cfg.ranges.reverb_send_db;
-  const panKnob = knob({ label: 'pan', min: -1, max: 1, step: 0.01, value: ch.pan, defaultValue: 0, bipolar: true, format: fmtPan,
+  const S = app.schema;
+  const panSpec = S.spec('pan'), sendSpec = S.spec('reverb_send_db'), gainSpec = S.spec('gain_db');
+  const panKnob = knob({ label: 'pan', min: panSpec.min, max: panSpec.max, step: knobStep(panSpec), scale: panSpec.scale,
+    value: ch.pan, defaultValue: panSpec.default, bipolar: panSpec.min < 0, format: fmtPan,
     title: 'Pan (drag, wheel, arrows; double-click: centre)',
     onChange: (v) => edit((p) => { channel(ch.name).pan = v; }) });
-  const sendKnob = knob({ label: 'rev', min: -60, max: sendRange[1], step: 0.5, value: ch.reverb_send_db, defaultValue: -20,
-    offAtMin: true, format: (v) => fmtDb(v, 0), title: 'Reverb send, dB (leftmost: off)',
+  const sendKnob = knob({ label: 'rev', min: SEND_KNOB_FLOOR_DB, max: sendSpec.max, scale: sendSpec.scale,
+    step: knobStep(sendSpec, SEND_KNOB_FLOOR_DB, sendSpec.max), value: ch.reverb_send_db, defaultValue: sendSpec.default,
+    offAtMin: sendSpec.nullable, format: (v) => fmtValue(sendSpec, v, { compact: true, digits: 1 }),
+    title: `Reverb send, ${sendSpec.unit} (leftmost: off)`,
     onChange: (v) => edit((p) => { channel(ch.name).reverb_send_db = v; }) });
-  const fader = el('input', { type: 'range', class: 'fader', min: FADER_MIN, max: FADER_MAX, step: 0.1,
-    value: clamp(ch.gain_db, FADER_MIN, FADER_MAX), 'aria-label': `${ch.name} fader`, title: 'Fader (dB)' });
-  const box = el('input', { type: 'number', class: 'db', step: 0.1, value: ch.gain_db.toFixed(1), 'aria-label': `${ch.name} gain dB` });
+  const fader = el('input', { type: 'range', class: 'fader', min: FADER_MIN_DB, max: FADER_MAX_DB, step: FADER_STEP_DB,
+    value: clamp(ch.gain_db, FADER_MIN_DB, FADER_MAX_DB), 'aria-label': `${ch.name} fader`, title: `Fader (${gainSpec.unit})` });
+  const box = el('input', { type: 'number', class: 'db', step: inputStep(gainSpec), min: gainSpec.min, max: gainSpec.max,
+    value: ch.gain_db.toFixed(1), 'aria-label': `${ch.name} gain dB` });
   fader.addEventListener('input', () => { box.value = Number(fader.value).toFixed(1); channel(ch.name).gain_db = Number(fader.value); });
   fader.addEventListener('change', () => edit((p) => { channel(ch.name).gain_db = Number(fader.value); }));
-  fader.addEventListener('dblclick', () => { fader.value = 0; box.value = '0.0'; edit((p) => { channel(ch.name).gain_db = 0; }); });
+  fader.addEventListener('dblclick', () => {
+    fader.value = gainSpec.default;
+    box.value = gainSpec.default.toFixed(1);
+    edit((p) => { channel(ch.name).gain_db = gainSpec.default; });
+  });
   box.addEventListener('change', () => {
-    const [lo, hi] = cfg.ranges.gain_db;
-    const v = clamp(Number(box.value), lo, hi);
-    if (!Number.isFinite(v)) return;
-    fader.value = clamp(v, FADER_MIN, FADER_MAX);
+    const v = checkValue(gainSpec, box.value);
+    if (v === null) return;
+    fader.value = clamp(v, FADER_MIN_DB, FADER_MAX_DB);
     edit((p) => { channel(ch.name).gain_db = v; });
   });
-  const scale = el('div', { class: 'scale' }, ['+12', '0', '−12', '−24', '−36', '−48', '−60'].map((t) => el('span', {}, t)));
+  const scale = faderScale(FADER_MAX_DB, FADER_MIN_DB, FADER_SCALE_STEP_DB);
   strip.append(
     el('div', { class: 'strip-name', title: ch.name }, ch.name),
     classes,
@@ -419,11 +443,21 @@ function buildStrip(ch) {
   return strip;
 }
 
+// Tick labels of a fader's scale, top to bottom.
+function faderScale(top, bottom, step) {
+  const ticks = [];
+  for (let db = top; db >= bottom; db -= step) ticks.push(db > 0 ? `+${db}` : String(db).replace('-', '−'));
+  return el('div', { class: 'scale' }, ticks.map((t) => el('span', {}, t)));
+}
+
 // The parts of a strip that follow edits made elsewhere (mute state, compressor summary).
 function refreshSummary(strip, ch) {
   const comp = ch.compressor;
   const thumb = strip.querySelector('.comp-thumb');
-  thumb.textContent = comp ? `${fmtDb(comp.threshold_db, 0)} dB ${comp.ratio.toFixed(1)}:1` : 'comp off';
+  const S = app.schema;
+  thumb.textContent = comp
+    ? `${fmtValue(S.spec('threshold_db'), comp.threshold_db, { digits: 0 })} ${fmtValue(S.spec('ratio'), comp.ratio, { digits: 1 })}`
+    : 'comp off';
   thumb.classList.toggle('on', !!comp);
   const mute = strip.querySelector('.mute');
   mute.classList.toggle('on', ch.mute);
@@ -448,43 +482,50 @@ async function toggleSolo(name) {
 
 function buildMaster() {
   const m = app.params.master;
-  const r = app.config.ranges;
+  const S = app.schema;
   const master = $('#master');
-  const onOff = (key, label, range, unit, fallback) => {
-    const on = m[key] !== null;
-    const input = el('input', { type: 'number', step: 0.5, min: range[0], max: range[1], value: on ? m[key] : fallback, disabled: !on,
-      'aria-label': label, onchange: (e) => edit((p) => { p.master[key] = clamp(Number(e.target.value), range[0], range[1]); }) });
-    const check = el('input', { type: 'checkbox', checked: on, title: `${label} on/off`,
-      onchange: (e) => edit((p) => { p.master[key] = e.target.checked ? Number(input.value) : null; }, { now: true }) });
-    return el('div', { class: 'master-row' }, el('label', {}, check, label), el('span', {}, input, ` ${unit}`));
+  const gainSpec = S.spec('master_gain_db');
+  // The master's own settings but its fader: number boxes, with an on/off box where null means off.
+  const row = (spec) => {
+    const on = m[spec.key] !== null;
+    const input = el('input', { type: 'number', step: inputStep(spec), min: spec.min, max: spec.max,
+      value: on ? m[spec.key] : spec.default, disabled: !on, 'aria-label': label(spec),
+      onchange: (e) => {
+        const v = checkValue(spec, e.target.value);
+        if (v === null) { e.target.value = m[spec.key] ?? spec.default; return; }
+        e.target.value = v;
+        edit((p) => { p.master[spec.key] = v; });
+      } });
+    const check = spec.nullable ? el('input', { type: 'checkbox', checked: on, title: `${label(spec)} on/off`,
+      onchange: (e) => edit((p) => { p.master[spec.key] = e.target.checked ? checkValue(spec, input.value) : null; }, { now: true }) }) : null;
+    return el('div', { class: 'master-row' }, el('label', {}, check, label(spec)), el('span', {}, input, ` ${spec.unit}`));
   };
-  const fader = el('input', { type: 'range', class: 'fader', min: -24, max: 12, step: 0.1, value: clamp(m.gain_db, -24, 12),
-    'aria-label': 'master fader', title: 'Master trim after loudness normalisation (dB)' });
-  const box = el('input', { type: 'number', class: 'db', step: 0.1, value: m.gain_db.toFixed(1), 'aria-label': 'master gain dB' });
+  const fader = el('input', { type: 'range', class: 'fader', min: MASTER_FADER_MIN_DB, max: MASTER_FADER_MAX_DB, step: FADER_STEP_DB,
+    value: clamp(m.gain_db, MASTER_FADER_MIN_DB, MASTER_FADER_MAX_DB),
+    'aria-label': 'master fader', title: `Master trim after loudness normalisation (${gainSpec.unit})` });
+  const box = el('input', { type: 'number', class: 'db', step: inputStep(gainSpec), min: gainSpec.min, max: gainSpec.max,
+    value: m.gain_db.toFixed(1), 'aria-label': 'master gain dB' });
   fader.addEventListener('input', () => { box.value = Number(fader.value).toFixed(1); app.params.master.gain_db = Number(fader.value); });
   fader.addEventListener('change', () => edit((p) => { p.master.gain_db = Number(fader.value); }));
   box.addEventListener('change', () => {
-    const v = clamp(Number(box.value), r.gain_db[0], r.gain_db[1]);
-    fader.value = clamp(v, -24, 12);
+    const v = checkValue(gainSpec, box.value);
+    if (v === null) return;
+    fader.value = clamp(v, MASTER_FADER_MIN_DB, MASTER_FADER_MAX_DB);
     edit((p) => { p.master.gain_db = v; });
   });
-  const rev = m.reverb;
+  const reverbKnobs = S.at('master', 'reverb').map((spec) => knob({
+    label: label(spec), min: spec.min, max: spec.max, scale: spec.scale, step: knobStep(spec),
+    value: getValue(spec, m), defaultValue: spec.default, title: `Reverb ${label(spec)} (${spec.unit})`,
+    format: (v) => fmtValue(spec, v, { compact: true, digits: Math.min(spec.digits, 2) }),
+    onChange: (v) => edit((p) => { setValue(spec, p.master, v); }) }));
   master.replaceChildren(
     el('div', { class: 'strip-name' }, 'MASTER'),
     el('div', { class: 'lufs', title: 'Integrated loudness of the mix you hear (BS.1770)' },
       el('div', {}, el('span', { class: 'value', id: 'mix-lufs' }, '–'), el('span', { class: 'unit' }, ' LUFS')),
       el('div', { class: 'peak' })),
-    onOff('target_lufs', 'target', r.target_lufs, 'LUFS', -14),
-    onOff('ceiling_dbtp', 'ceiling', r.ceiling_dbtp, 'dBTP', -1),
-    el('div', { class: 'knobs' },
-      knob({ label: 'decay', min: r.decay_s[0], max: r.decay_s[1], step: 0.05, value: rev.decay_s, defaultValue: 1.6,
-        format: (v) => `${v.toFixed(2)}s`, onChange: (v) => edit((p) => { p.master.reverb.decay_s = v; }) }),
-      knob({ label: 'pre', min: r.predelay_ms[0], max: r.predelay_ms[1], step: 1, value: rev.predelay_ms, defaultValue: 20,
-        format: (v) => `${v.toFixed(0)}ms`, onChange: (v) => edit((p) => { p.master.reverb.predelay_ms = v; }) }),
-      knob({ label: 'return', min: r.return_db[0], max: r.return_db[1], step: 0.5, value: rev.return_db, defaultValue: 0,
-        format: (v) => fmtDb(v, 1), onChange: (v) => edit((p) => { p.master.reverb.return_db = v; }) })),
-    el('div', { class: 'fader-wrap' },
-      el('div', { class: 'scale' }, ['+12', '+6', '0', '−6', '−12', '−18', '−24'].map((t) => el('span', {}, t))), fader),
+    ...S.at('master').filter((spec) => spec !== gainSpec).map(row),
+    el('div', { class: 'knobs' }, reverbKnobs),
+    el('div', { class: 'fader-wrap' }, faderScale(MASTER_FADER_MAX_DB, MASTER_FADER_MIN_DB, MASTER_SCALE_STEP_DB), fader),
     box);
 }
 
@@ -496,55 +537,58 @@ function buildDetail() {
   if (!ch) { panel.hidden = true; return; }
   panel.hidden = false;
   const cfg = app.config;
-  const r = cfg.ranges;
+  const S = app.schema;
+  const bandSpecs = S.at('band');
   const bandRows = ch.eq.map((band, k) => {
-    const num = (key, range, stepValue) => el('input', { type: 'number', value: band[key], min: range[0], max: range[1], step: stepValue,
-      'aria-label': `band ${k + 1} ${key}`,
-      onchange: (e) => edit((p) => { channel(ch.name).eq[k][key] = clamp(Number(e.target.value), range[0], range[1]); }) });
+    const cell = (spec) => {
+      const max = maxAt(spec, app.session.sample_rate, cfg.band_freq_fraction);
+      const input = el('input', { type: 'number', value: band[spec.key], min: spec.min, max, step: inputStep(spec),
+        'aria-label': `band ${k + 1} ${spec.key}`,
+        onchange: (e) => {
+          const v = checkValue(spec, e.target.value, max);
+          if (v === null) { e.target.value = band[spec.key]; return; }
+          e.target.value = v;
+          edit((p) => { channel(ch.name).eq[k][spec.key] = v; });
+        } });
+      if (spec.unit === 'dB' && band.type.endsWith('pass')) Object.assign(input, { disabled: true, title: 'Pass filters have no gain' });
+      return el('td', {}, input, spec.unit ? ` ${spec.unit}` : '');
+    };
     return el('tr', {},
       el('td', { class: 'muted' }, String(k + 1)),
       el('td', {}, el('select', { 'aria-label': `band ${k + 1} type`, onchange: (e) => edit((p) => { channel(ch.name).eq[k].type = e.target.value; }) },
         cfg.eq_band_types.map((t) => el('option', { value: t, selected: t === band.type }, t.replace('_', ' '))))),
-      el('td', {}, num('freq_hz', [r.freq_hz[0], Math.min(r.freq_hz[1], 0.45 * app.session.sample_rate)], 1), ' Hz'),
-      el('td', {}, Object.assign(num('gain_db', r.eq_gain_db, 0.5), { disabled: band.type.endsWith('pass'), title: 'Pass filters have no gain' }), ' dB'),
-      el('td', {}, num('q', r.q, 0.05)),
+      bandSpecs.map(cell),
       el('td', {}, el('button', { class: 'small', title: 'Remove band', onclick: () => { edit((p) => { channel(ch.name).eq.splice(k, 1); }, { now: true }); buildDetail(); } }, '×')));
   });
   const addBand = el('button', { class: 'small', disabled: ch.eq.length >= cfg.max_eq_bands,
-    onclick: () => { edit((p) => { channel(ch.name).eq.push({ type: 'peak', freq_hz: 1000, gain_db: 0, q: 1 }); }, { now: true }); buildDetail(); } }, '+ band');
+    onclick: () => { edit((p) => { channel(ch.name).eq.push({ type: NEW_BAND_TYPE, ...S.defaults('band') }); }, { now: true }); buildDetail(); } }, '+ band');
   const comp = ch.compressor;
   const compOn = el('input', { type: 'checkbox', checked: !!comp, onchange: (e) => {
-    edit((p) => { channel(ch.name).compressor = e.target.checked ? { threshold_db: -18, ratio: 3, attack_ms: 10, release_ms: 120, knee_db: 6, makeup_db: 0 } : null; }, { now: true });
+    edit((p) => { channel(ch.name).compressor = e.target.checked ? S.defaults('channel', 'compressor') : null; }, { now: true });
     buildDetail();
   } });
-  const compValues = comp || { threshold_db: -18, ratio: 3, attack_ms: 10, release_ms: 120, knee_db: 6, makeup_db: 0 };
-  const slider = (key, label, unit, log, digits) => {
-    const [lo, hi] = r[key];
-    const toPos = (v) => (log ? Math.log(v / lo) / Math.log(hi / lo) : (v - lo) / (hi - lo)) * 1000;
-    const fromPos = (x) => (log ? lo * (hi / lo) ** (x / 1000) : lo + (hi - lo) * x / 1000);
-    const show = (v) => `${v.toFixed(digits)}${unit.startsWith(':') ? '' : ' '}${unit}`;
-    const value = el('span', { class: 'val' }, show(compValues[key]));
-    const range = el('input', { type: 'range', min: 0, max: 1000, step: 1, value: toPos(compValues[key]), disabled: !comp, 'aria-label': `compressor ${label}` });
-    range.addEventListener('input', () => { value.textContent = show(fromPos(Number(range.value))); });
-    range.addEventListener('change', () => edit((p) => { channel(ch.name).compressor[key] = Number(fromPos(Number(range.value)).toFixed(digits + 1)); }));
-    return el('div', { class: 'slider-row' }, el('label', {}, label), range, value);
+  const compValues = comp || S.defaults('channel', 'compressor');
+  const slider = (spec) => {
+    const { toUnit, fromUnit } = scaleMap(spec.min, spec.max, spec.scale);
+    const valueAt = (position) => checkValue(spec, fromUnit(position / SLIDER_STEPS));
+    const value = el('span', { class: 'val' }, fmtValue(spec, compValues[spec.key]));
+    const range = el('input', { type: 'range', min: 0, max: SLIDER_STEPS, step: 1, value: Math.round(toUnit(compValues[spec.key]) * SLIDER_STEPS),
+      disabled: !comp, 'aria-label': `compressor ${label(spec)}` });
+    range.addEventListener('input', () => { value.textContent = fmtValue(spec, valueAt(Number(range.value))); });
+    range.addEventListener('change', () => edit((p) => { channel(ch.name).compressor[spec.key] = valueAt(Number(range.value)); }));
+    return el('div', { class: 'slider-row' }, el('label', {}, label(spec)), range, value);
   };
   panel.replaceChildren(
     el('div', {},
       el('h3', {}, el('span', {}, `${ch.name} · EQ`), el('span', {}, addBand)),
       el('canvas', { id: 'detail-curve' }),
       el('table', { class: 'bands' },
-        el('tr', {}, ['#', 'type', 'frequency', 'gain', 'Q', ''].map((t) => el('th', {}, t))), bandRows),
+        el('tr', {}, ['#', 'type', ...bandSpecs.map(label), ''].map((t) => el('th', {}, t))), bandRows),
       ch.eq.length ? null : el('div', { class: 'muted small' }, 'No EQ bands: the channel is flat.')),
     el('div', { class: comp ? '' : 'comp-off' },
       el('h3', {}, el('span', {}, 'Compressor'), el('label', { class: 'check' }, compOn, 'on'),
         el('button', { class: 'small', title: 'Close', onclick: () => { app.selected = null; panel.hidden = true; document.querySelectorAll('.strip').forEach((s) => s.classList.remove('selected')); } }, 'close')),
-      slider('threshold_db', 'threshold', 'dB', false, 1),
-      slider('ratio', 'ratio', ':1', true, 2),
-      slider('attack_ms', 'attack', 'ms', true, 1),
-      slider('release_ms', 'release', 'ms', true, 0),
-      slider('knee_db', 'knee', 'dB', false, 1),
-      slider('makeup_db', 'makeup', 'dB', false, 1)));
+      S.at('channel', 'compressor').map(slider)));
   drawDetailCurve();
 }
 
@@ -656,6 +700,7 @@ async function remix() {
 
 async function main() {
   app.config = await api('GET', '/api/config');
+  app.schema = new Schema(app.config.schema);
   const methods = app.config.methods.map((m) => el('option', { value: m, selected: m === 'rules' }, m));
   $('#method').replaceChildren(...methods);
   $('#remix-method').replaceChildren(...methods.map((o) => o.cloneNode(true)));

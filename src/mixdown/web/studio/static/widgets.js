@@ -19,6 +19,15 @@ export function el(tag, attrs = {}, ...children) {
 
 export const clamp = (x, lo, hi) => Math.min(hi, Math.max(lo, x));
 
+// Value <-> position in [0, 1], linearly or on a log axis (a parameter's scale in the schema).
+export function scaleMap(min, max, scale = 'linear') {
+  if (scale === 'log') {
+    const lo = Math.log(min), hi = Math.log(max);
+    return { toUnit: (v) => (Math.log(v) - lo) / (hi - lo), fromUnit: (u) => Math.exp(lo + clamp(u, 0, 1) * (hi - lo)) };
+  }
+  return { toUnit: (v) => (v - min) / (max - min), fromUnit: (u) => min + clamp(u, 0, 1) * (max - min) };
+}
+
 export function fmtDb(db, digits = 1) {
   if (db === null || db === undefined || !Number.isFinite(db)) return '−∞';
   const text = db.toFixed(digits);
@@ -41,9 +50,13 @@ export function fmtTime(seconds) {
 }
 
 // A rotary control. Drag up/down (Shift: fine), wheel, arrow keys; double-click resets.
+// Its throw maps [min, max] on `scale` ('linear' or 'log'); values are rounded to `step`.
 // `value` may be null when `offAtMin` is set (the leftmost position means "off").
-export function knob({ label, min, max, value, step = 0.1, defaultValue = min, format = (v) => v.toFixed(1),
-                       bipolar = false, offAtMin = false, onInput, onChange, title }) {
+export function knob({ label, min, max, value, step = 0.1, scale = 'linear', defaultValue = min,
+                       format = (v) => v.toFixed(1), bipolar = false, offAtMin = false, onInput, onChange, title }) {
+  const { toUnit, fromUnit } = scaleMap(min, max, scale);
+  // One wheel notch or arrow press moves one step (linear) or 1/200 of the throw (log).
+  const unitStep = scale === 'log' ? 1 / 200 : step / (max - min);
   const size = 34;
   const svgNs = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(svgNs, 'svg');
@@ -84,7 +97,7 @@ export function knob({ label, min, max, value, step = 0.1, defaultValue = min, f
 
   function draw() {
     const v = current === null ? min : current;
-    const angle = a0 + (clamp(v, min, max) - min) / (max - min) * (a1 - a0);
+    const angle = a0 + toUnit(clamp(v, min, max)) * (a1 - a0);
     const origin = bipolar ? 0 : a0;
     arc.setAttribute('d', Math.abs(angle - origin) < 0.5 ? '' : arcPath(Math.min(origin, angle), Math.max(origin, angle), 14.5));
     arc.style.opacity = current === null ? 0 : 1;
@@ -96,8 +109,7 @@ export function knob({ label, min, max, value, step = 0.1, defaultValue = min, f
     node.setAttribute('aria-valuenow', current === null ? min : current);
   }
   function set(v, commit) {
-    let next = Math.round(clamp(v, min, max) / step) * step;
-    next = Number(next.toFixed(6));
+    const next = Number(clamp(Math.round(clamp(v, min, max) / step) * step, min, max).toFixed(6));
     const off = offAtMin && next <= min;
     const nextValue = off ? null : next;
     if (nextValue !== current) {
@@ -108,16 +120,18 @@ export function knob({ label, min, max, value, step = 0.1, defaultValue = min, f
     if (commit) onChange?.(current);
   }
 
+  const position = () => toUnit(current === null ? min : clamp(current, min, max));
+  const nudge = (steps) => set(fromUnit(position() + steps * unitStep), true);
+
   let drag = null;
   node.addEventListener('pointerdown', (e) => {
     node.setPointerCapture(e.pointerId);
-    drag = { y: e.clientY, start: current === null ? min : current };
+    drag = { y: e.clientY, start: position() };
     node.focus();
   });
   node.addEventListener('pointermove', (e) => {
     if (!drag) return;
-    const scale = (max - min) / (e.shiftKey ? 1500 : 150);
-    set(drag.start + (drag.y - e.clientY) * scale, false);
+    set(fromUnit(drag.start + (drag.y - e.clientY) / (e.shiftKey ? 1500 : 150)), false);
   });
   const end = () => { if (drag) { drag = null; onChange?.(current); } };
   node.addEventListener('pointerup', end);
@@ -125,13 +139,13 @@ export function knob({ label, min, max, value, step = 0.1, defaultValue = min, f
   node.addEventListener('dblclick', () => set(defaultValue, true));
   node.addEventListener('wheel', (e) => {
     e.preventDefault();
-    set((current === null ? min : current) + (e.deltaY < 0 ? step : -step) * (e.shiftKey ? 1 : 5), true);
+    nudge((e.deltaY < 0 ? 1 : -1) * (e.shiftKey ? 1 : 5));
   }, { passive: false });
   node.addEventListener('keydown', (e) => {
-    const delta = { ArrowUp: step, ArrowRight: step, ArrowDown: -step, ArrowLeft: -step }[e.key];
-    if (delta === undefined) return;
+    const direction = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1 }[e.key];
+    if (direction === undefined) return;
     e.preventDefault();
-    set((current === null ? min : current) + delta * (e.shiftKey ? 1 : 10), true);
+    nudge(direction * (e.shiftKey ? 1 : 10));
   });
   draw();
   wrap.setValue = (v) => { current = v; draw(); };

@@ -1,9 +1,10 @@
 """Deterministic synthetic songs: the bundled demo multitrack, no downloads.
 
 :func:`compose_song` draws a score from a seed (groove style, tempo 80-160 BPM, key, mode,
-chord progression, bass figure, comping rhythm and all parts); :func:`synthesize_song` renders
-it with the voices of :mod:`mixdown.data.instruments` into separate, unmixed stems, each
-peak-normalised to its own random level between -12 and -3 dBFS.
+chord progression, bass figure, comping rhythm and all parts: `mixdown.synth.score`);
+:func:`synthesize_song` renders it with the voices of `mixdown.synth.drums` and
+`mixdown.synth.pitched` into separate, unmixed stems, each peak-normalised to its own random
+level between -12 and -3 dBFS.
 
 Randomness is split into independent streams keyed by ``(seed, purpose, stem)``, so a stem
 renders identically whichever other stems are requested.
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from mixdown.data import instruments as ins
+from mixdown.synth import drums, pitched, score
+from mixdown.synth.voice import DRUM_PIECES, Pattern
 
 DEMO_STEMS: tuple[str, ...] = ("kick", "snare", "hihat", "tom_1", "tom_2", "overhead", "bass", "keys")
 """The bundled demo stems; ``overhead`` is stereo, the others mono."""
@@ -48,13 +50,13 @@ _COMP_RHYTHMS_FOR: dict[str, tuple[str, ...]] = {
 }
 PITCHED_STEMS: tuple[str, ...] = ("bass", "keys", "guitar", "lead")
 """Stems played from a pitched part of the score (``Song.parts``)."""
-_REPLACEABLE = ins.DRUM_PIECES + PITCHED_STEMS
-_STREAMS = {name: i for i, name in enumerate(ins.DRUM_PIECES + AVAILABLE_STEMS)}
+_REPLACEABLE = DRUM_PIECES + PITCHED_STEMS
+_STREAMS = {name: i for i, name in enumerate(DRUM_PIECES + AVAILABLE_STEMS)}
 _SCORE, _SOUND, _LEVEL = 0, 1, 2  # purposes of the random streams
 _LEVEL_RANGE_DB = (-12.0, -3.0)
 _DC_BLOCK_HZ = 20.0
 
-MIN_FULL_DURATION_S = ins.bar_seconds(min(low for low, _ in _TEMPO_RANGES_BPM.values()))
+MIN_FULL_DURATION_S = score.bar_seconds(min(low for low, _ in _TEMPO_RANGES_BPM.values()))
 """Shortest song in which every stem sounds (3 s): one bar at the slowest tempo. The toms
 play only at the end of each bar, so in a shorter song a stem may get no note and be silent."""
 
@@ -68,10 +70,10 @@ class Song:
         tempo_bpm: Tempo in quarter notes per minute (4/4 throughout).
         tonic: Pitch class of the key, 0 = C ... 11 = B.
         mode: ``major`` or ``minor``.
-        progression: Key of ``instruments.PROGRESSIONS[mode]``, one chord per bar.
-        groove: Drum style, one of ``instruments.GROOVE_STYLES``.
+        progression: Key of ``score.PROGRESSIONS[mode]``, one chord per bar.
+        groove: Drum style, one of ``score.GROOVE_STYLES``.
         n_bars: Number of bars composed (the last may run past the song's end).
-        parts: Patterns keyed by the kit pieces of ``instruments.DRUM_PIECES`` and by
+        parts: Patterns keyed by the kit pieces of ``voice.DRUM_PIECES`` and by
             ``bass``, ``keys``, ``guitar`` and ``lead``.
     """
 
@@ -82,7 +84,7 @@ class Song:
     progression: str
     groove: str
     n_bars: int
-    parts: Mapping[str, ins.Pattern]
+    parts: Mapping[str, Pattern]
 
 
 def _rng(seed: int, purpose: int, name: str = "score") -> np.random.Generator:
@@ -108,20 +110,20 @@ def compose_song(seed: int, duration_s: float = 12.0) -> Song:
     if not duration_s > 0:
         raise ValueError(f"duration_s must be positive, got {duration_s}")
     rng = _rng(int(seed), _SCORE)
-    groove = _pick(rng, ins.GROOVE_STYLES)
+    groove = _pick(rng, score.GROOVE_STYLES)
     tempo_bpm = round(float(rng.uniform(*_TEMPO_RANGES_BPM[groove])), 1)
     tonic = int(rng.integers(12))
-    mode = _pick(rng, tuple(ins.SCALES))
-    progression = _pick(rng, list(ins.PROGRESSIONS[mode]))
-    n_bars = math.ceil(duration_s / ins.bar_seconds(tempo_bpm))
-    chords = ins.chord_progression(
-        tonic, mode, ins.PROGRESSIONS[mode][progression], n_bars, sevenths=progression.startswith("ii")
+    mode = _pick(rng, tuple(score.SCALES))
+    progression = _pick(rng, list(score.PROGRESSIONS[mode]))
+    n_bars = math.ceil(duration_s / score.bar_seconds(tempo_bpm))
+    chords = score.chord_progression(
+        tonic, mode, score.PROGRESSIONS[mode][progression], n_bars, sevenths=progression.startswith("ii")
     )
-    parts = dict(ins.drum_groove(groove, tempo_bpm, n_bars, rng))
-    parts["bass"] = ins.bass_part(chords, tempo_bpm, _pick(rng, _BASS_FIGURES_FOR[groove]), rng)
-    parts["keys"] = ins.comping_part(chords, tempo_bpm, _pick(rng, _COMP_RHYTHMS_FOR[groove]), rng)
-    parts["guitar"] = ins.arpeggio_part(chords, tempo_bpm, rng)
-    parts["lead"] = ins.melody_part(chords, tonic, mode, tempo_bpm, rng)
+    parts = dict(score.drum_groove(groove, tempo_bpm, n_bars, rng))
+    parts["bass"] = score.bass_part(chords, tempo_bpm, _pick(rng, _BASS_FIGURES_FOR[groove]), rng)
+    parts["keys"] = score.comping_part(chords, tempo_bpm, _pick(rng, _COMP_RHYTHMS_FOR[groove]), rng)
+    parts["guitar"] = score.arpeggio_part(chords, tempo_bpm, rng)
+    parts["lead"] = score.melody_part(chords, tonic, mode, tempo_bpm, rng)
     return Song(int(seed), tempo_bpm, tonic, mode, progression, groove, n_bars, parts)
 
 
@@ -130,7 +132,7 @@ def _render_kit_piece(piece: str, song: Song, n_samples: int, sample_rate: int) 
     rng = _rng(song.seed, _SOUND, piece)
     events = song.parts[piece]
     if piece == "kick":
-        return ins.kick(
+        return drums.kick(
             events,
             n_samples,
             sample_rate,
@@ -140,7 +142,7 @@ def _render_kit_piece(piece: str, song: Song, n_samples: int, sample_rate: int) 
             decay_s=rng.uniform(0.22, 0.4),
         )
     if piece == "snare":
-        return ins.snare(
+        return drums.snare(
             events,
             n_samples,
             sample_rate,
@@ -150,16 +152,16 @@ def _render_kit_piece(piece: str, song: Song, n_samples: int, sample_rate: int) 
             snappy=rng.uniform(0.6, 1.0),
         )
     if piece == "hihat":
-        return ins.hihat(events, n_samples, sample_rate, rng, cutoff_hz=rng.uniform(6500.0, 8500.0))
+        return drums.hihat(events, n_samples, sample_rate, rng, cutoff_hz=rng.uniform(6500.0, 8500.0))
     if piece == "tom_1":
-        return ins.tom(
+        return drums.tom(
             events, n_samples, sample_rate, rng, pitch_hz=rng.uniform(140.0, 180.0), decay_s=rng.uniform(0.22, 0.32)
         )
     if piece == "tom_2":
-        return ins.tom(
+        return drums.tom(
             events, n_samples, sample_rate, rng, pitch_hz=rng.uniform(85.0, 110.0), decay_s=rng.uniform(0.3, 0.45)
         )
-    return ins.crash(events, n_samples, sample_rate, rng, decay_s=rng.uniform(0.8, 1.4))
+    return drums.crash(events, n_samples, sample_rate, rng, decay_s=rng.uniform(0.8, 1.4))
 
 
 def _render_stem(
@@ -171,18 +173,18 @@ def _render_stem(
     sources: Mapping[str, np.ndarray],
 ) -> np.ndarray:
     """Render one stem before normalisation: ``(samples,)`` or ``(2, samples)`` for overhead."""
-    if name in ins.DRUM_PIECES:
+    if name in DRUM_PIECES:
         return kit[name]
     if name in sources:
         return sources[name]
     rng = _rng(song.seed, _SOUND, name)
     if name == "overhead":
-        return ins.overheads(kit, sample_rate, rng, width=rng.uniform(0.8, 1.0))
+        return drums.overheads(kit, sample_rate, rng, width=rng.uniform(0.8, 1.0))
     if name == "room":
-        return ins.room(kit, sample_rate, rng, rt60_s=rng.uniform(0.35, 0.8))
+        return drums.room(kit, sample_rate, rng, rt60_s=rng.uniform(0.35, 0.8))
     events = song.parts[name]
     if name == "bass":
-        return ins.bass(
+        return pitched.bass(
             events,
             n_samples,
             sample_rate,
@@ -191,10 +193,10 @@ def _render_stem(
             brightness_decay_s=rng.uniform(0.08, 0.2),
         )
     if name == "keys":
-        return ins.keys(events, n_samples, sample_rate, rng, brightness=rng.uniform(0.35, 0.55))
+        return pitched.keys(events, n_samples, sample_rate, rng, brightness=rng.uniform(0.35, 0.55))
     if name == "guitar":
-        return ins.pluck(events, n_samples, sample_rate, rng, brightness=rng.uniform(0.4, 0.8))
-    return ins.lead(events, n_samples, sample_rate, rng, cutoff_hz=rng.uniform(2500.0, 5000.0))
+        return pitched.pluck(events, n_samples, sample_rate, rng, brightness=rng.uniform(0.4, 0.8))
+    return pitched.lead(events, n_samples, sample_rate, rng, cutoff_hz=rng.uniform(2500.0, 5000.0))
 
 
 def _finish(x: np.ndarray, level_db: float, sample_rate: int) -> np.ndarray:
@@ -208,11 +210,11 @@ def _finish(x: np.ndarray, level_db: float, sample_rate: int) -> np.ndarray:
 
 
 def kit_pieces(stems: tuple[str, ...]) -> tuple[str, ...]:
-    """The kit pieces (``instruments.DRUM_PIECES``) a song with these stems plays: all of them
+    """The kit pieces (``voice.DRUM_PIECES``) a song with these stems plays: all of them
     when an overhead or room microphone hears the kit, else those that are stems."""
     if any(name in ("overhead", "room") for name in stems):
-        return ins.DRUM_PIECES
-    return tuple(piece for piece in ins.DRUM_PIECES if piece in stems)
+        return DRUM_PIECES
+    return tuple(piece for piece in DRUM_PIECES if piece in stems)
 
 
 def synthesize_song(
@@ -234,8 +236,8 @@ def synthesize_song(
         stems: Stems to render, from :data:`AVAILABLE_STEMS`.
         extra: More stems appended to ``stems``, e.g. ``("guitar", "lead")``.
         sources: Dry renders of this song's score by other means (e.g. sample libraries,
-            :mod:`mixdown.data.samples`) that replace the synthesized voices: kit pieces of
-            ``instruments.DRUM_PIECES`` (the overhead and room mics then pick them up too) or
+            `mixdown.synth.samples`) that replace the synthesized voices: kit pieces of
+            ``voice.DRUM_PIECES`` (the overhead and room mics then pick them up too) or
             the pitched stems ``bass``, ``keys``, ``guitar``, ``lead``; mono float arrays of
             shape ``(samples,)``. They are DC-blocked and levelled like the synthesized ones.
 

@@ -2,7 +2,7 @@
 
 Uniform noise over every parameter makes mixes no engineer would make, and a model
 trained on them learns nothing useful. Instead each setting is drawn around the
-knowledge-engineered rules of `mixdown.mixers.rules` (per instrument class), with
+knowledge-engineered class table `mixdown.class_rules.RULES` (De Man & Reiss 2013), with
 spreads that cover how differently engineers mix the same song:
 
 * balance: the class's target loudness (measured after EQ and compression, BS.1770,
@@ -35,11 +35,12 @@ import math
 
 import numpy as np
 
+from mixdown.class_rules import REFERENCE_LUFS, RULES
 from mixdown.console import channel_loudness
-from mixdown.mixers.rules import REFERENCE_LUFS, RULES
 from mixdown.multitrack import Multitrack, Stem
 from mixdown.params import (
     SPECS,
+    STANDARD_EQ,
     ChannelParams,
     CompressorParams,
     ConsoleParams,
@@ -48,9 +49,6 @@ from mixdown.params import (
     ReverbParams,
     clamp_freq_hz,
 )
-
-STANDARD_EQ = ("highpass", "low_shelf", "peak", "high_shelf")
-"""The fixed band layout of synthetic targets and learned mixers."""
 
 LOUDNESS_EXCERPT_S = 10.0
 """Faders are set from each stem's loudness over its first seconds (at least 3 bars of the

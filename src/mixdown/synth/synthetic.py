@@ -1,12 +1,12 @@
 """Synthetic training data: multitracks with target mixes and their true console settings.
 
 Song ``i`` of a dataset is a function of ``(config.seed, i)`` and the config alone: a
-random subset of ``min_stems..max_stems`` of the instruments of `mixdown.data.demo`
+random subset of ``min_stems..max_stems`` of the instruments of `mixdown.synth.demo`
 (drum kit with overhead and room microphones that pick up the whole kit, bass, keys,
 guitar, lead), a fresh score (groove, tempo, key, progression), engineer-like console
-settings (`mixdown.data.targets`) and the mix the project's console renders from them.
+settings (`mixdown.synth.targets`) and the mix the project's console renders from them.
 With ``drumkit`` and/or ``soundfont`` set, the drums and/or the pitched parts are played
-by sample libraries instead of the synthesized voices (`mixdown.data.samples`).
+by sample libraries instead of the synthesized voices (`mixdown.synth.samples`).
 
 Songs are written in the plain folder layout (`mixdown.data.folder`)::
 
@@ -40,8 +40,11 @@ import yaml
 
 from mixdown.audio import atomic_write_text, write_audio
 from mixdown.console import render
-from mixdown.data import samples
-from mixdown.data.demo import (
+from mixdown.errors import MixdownError
+from mixdown.multitrack import Multitrack
+from mixdown.params import ConsoleParams
+from mixdown.synth import samples
+from mixdown.synth.demo import (
     AVAILABLE_STEMS,
     MIN_FULL_DURATION_S,
     PITCHED_STEMS,
@@ -49,10 +52,7 @@ from mixdown.data.demo import (
     kit_pieces,
     synthesize_song,
 )
-from mixdown.data.targets import sample_console_params
-from mixdown.errors import MixdownError
-from mixdown.multitrack import Multitrack
-from mixdown.params import ConsoleParams
+from mixdown.synth.targets import sample_console_params
 
 CONFIG_FILE = "synth.yaml"
 SONG_PREFIX = "song_"

@@ -1,6 +1,6 @@
 """Sample libraries for synthetic songs: Hydrogen drumkits and General MIDI SoundFonts.
 
-Where a user has them, the score of a synthetic song (`mixdown.data.demo.compose_song`)
+Where a user has them, the score of a synthetic song (`mixdown.synth.demo.compose_song`)
 is played by recorded instruments instead of the synthesized voices:
 
 * **Drums** from a `Hydrogen <http://hydrogen-music.org>`_ drumkit: a folder holding
@@ -21,7 +21,7 @@ is played by recorded instruments instead of the synthesized voices:
   output) and reads the result back as mono. Each stem's GM program is drawn from
   :data:`GM_PROGRAMS`.
 
-These renders are dry; `mixdown.data.demo.synthesize_song` takes them as ``sources``,
+These renders are dry; `mixdown.synth.demo.synthesize_song` takes them as ``sources``,
 derives the overhead and room microphones from the kit as usual and levels every stem.
 """
 
@@ -45,9 +45,9 @@ import numpy as np
 import soundfile as sf
 
 from mixdown.audio import resample
-from mixdown.data.instruments import DRUM_PIECES, Event, _add_at, _fade
 from mixdown.errors import MixdownError
 from mixdown.multitrack import guess_instrument_class
+from mixdown.synth.voice import DRUM_PIECES, Event, add_at, fade
 
 DRUMKIT_XML = "drumkit.xml"
 DRUMKIT_ARCHIVE_SUFFIX = ".h2drumkit"
@@ -290,7 +290,7 @@ def assign_pieces(kit: Drumkit) -> dict[str, DrumInstrument]:
     ``tom_2`` the lowest of at least two.
 
     Returns:
-        ``{piece: instrument}`` for the pieces of ``instruments.DRUM_PIECES`` (plus
+        ``{piece: instrument}`` for the pieces of ``voice.DRUM_PIECES`` (plus
         ``hihat_open``) the kit has.
     """
     found: dict[str, DrumInstrument] = {}
@@ -383,7 +383,7 @@ def render_kit(
 
     Args:
         kit: The drumkit.
-        parts: Events per piece of ``instruments.DRUM_PIECES`` (e.g. ``Song.parts``).
+        parts: Events per piece of ``voice.DRUM_PIECES`` (e.g. ``Song.parts``).
         pieces: The pieces wanted.
         n_samples: Length of every output buffer.
         sample_rate: Sample rate in Hz.
@@ -411,9 +411,9 @@ def render_kit(
             layer = _pick_layer(instrument, event.velocity, rng)
             hit = (event.velocity * layer.gain * instrument.gain) * audio[layer].astype(np.float64)
             if is_open:  # choke the ringing hat at the end of its gate
-                hit = _fade(hit[: round((event.duration_s + _HAT_CHOKE_S) * sample_rate)].copy(),
+                hit = fade(hit[: round((event.duration_s + _HAT_CHOKE_S) * sample_rate)].copy(),
                             sample_rate, 0.0, _HAT_CHOKE_S)
-            _add_at(buffer, hit, event.onset_s, sample_rate)
+            add_at(buffer, hit, event.onset_s, sample_rate)
         out[piece] = buffer
     return out
 

@@ -1,0 +1,339 @@
+"""Gain/pan mixer learned from real producers' mixes (LMMS projects).
+
+Every other learned method is trained on synthetic songs whose console targets are drawn
+by a synthetic "engineer" (`mixdown.synth.targets`); the best they can learn is that
+engineer. This one learns from people: the gains and pans real producers set in the
+LMMS projects Debian ships (`mixdown data lmms`, `mixdown.data.lmms`), stated in each
+song's ``params.json``.
+
+Each stem is one row: its `mixdown.features` vector (own audio, context in the song,
+instrument class) and two targets, fitted by one regression forest each (scikit-learn,
+shipped as plain arrays, `mixdown.mixers.forest.TreeArrays`):
+
+* ``gain_rel_db``: the stated fader ``gain_db`` minus the song's mean over its stems. The
+  stems are the instruments' own output at 100 % volume, so a fader of 0 dB everywhere
+  (the ``mono`` mix) is what the instruments' presets give; the forest learns how far
+  producers move each fader from there. A forest shrinks towards the mean of its leaf,
+  so where the features say nothing it stays close to mono.
+* ``width``: ``|pan|``. The side is not learned (mixes are judged on sum and
+  difference, blind to a mirror image); stems the forest widens to at least
+  `MIN_WIDTH` are placed alternately right and left, the widest first; the rest stay centred.
+
+No EQ, compression or reverb (the producers' mixer effects are not stated settings);
+the master normalises to -14 LUFS with the default true-peak ceiling.
+
+Synthetic songs can be added as pre-training rows (``synth_songs``, weighted by
+``synth_weight``): their targets are the synthetic engineer's relative gains and widths.
+
+Retrain (builds ``data/lmms`` first if it is not there)::
+
+    mixdown train configs/producer.yaml
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+import mixdown
+from mixdown.audio import atomic_path
+from mixdown.errors import MixdownError
+from mixdown.features import FEATURE_NAMES, SILENCE_LUFS, multitrack_features
+from mixdown.mixers import SettingsMethod
+from mixdown.mixers.forest import TreeArrays, export_forest
+from mixdown.multitrack import Multitrack
+from mixdown.params import SPECS, ChannelParams, ConsoleParams
+from mixdown.weights import require
+
+FORMAT_VERSION = 1
+TARGETS = ("gain_rel_db", "width")
+_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
+_LOUDNESS = FEATURE_NAMES.index("loudness_lufs")
+MIN_WIDTH = 0.25
+"""Predicted widths below this are centred: a side signal the mix does not have costs more than a centred stem that should be panned."""
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    """How the producer mixer is trained (YAML: ``configs/producer.yaml``).
+
+    Attributes:
+        seed: Random state of the forests.
+        dataset: Real songs: a folder built by ``mixdown data lmms`` (songs with ``params.json``).
+        songs: Train on these songs only (by folder name; cross-validation folds), or None for all.
+        synth_songs: Synthetic songs added as pre-training rows (0: none).
+        synth_seed: `SynthConfig.seed` of those songs.
+        synth_duration_s: Their length.
+        synth_weight: Weight of a synthetic row against a real one.
+        trees: Trees per forest.
+        max_depth: Depth limit of each tree.
+        min_samples_leaf: Fewest (weighted) rows per leaf.
+        max_features: Fraction of the features tried at each split.
+    """
+
+    seed: int = 0
+    dataset: str = "data/lmms"
+    songs: tuple[str, ...] | None = None
+    synth_songs: int = 0
+    synth_seed: int = 1
+    synth_duration_s: float = 6.0
+    synth_weight: float = 0.2
+    trees: int = 200
+    max_depth: int = 6
+    min_samples_leaf: int = 4
+    max_features: float = 0.5
+
+    def __post_init__(self) -> None:
+        checks = {"trees": self.trees >= 1, "max_depth": 1 <= self.max_depth <= 32,
+                  "min_samples_leaf": self.min_samples_leaf >= 1, "max_features": 0.0 < self.max_features <= 1.0,
+                  "synth_songs": self.synth_songs >= 0, "synth_weight": self.synth_weight >= 0.0}
+        for name, ok in checks.items():
+            if not ok:
+                raise MixdownError(f"producer config: {name}={getattr(self, name)!r} is out of range")
+
+
+@dataclass(frozen=True)
+class ProducerRecipe(ProducerConfig):
+    """A ``mixdown train`` recipe (YAML ``configs/producer.yaml``): `ProducerConfig` plus ``model`` and ``export``."""
+
+    model: Literal["producer"] = "producer"
+    export: str | None = None
+
+    @property
+    def producer_config(self) -> ProducerConfig:
+        """The training settings alone (what the weights file stores)."""
+        return ProducerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ProducerConfig)})
+
+
+@dataclass(frozen=True, eq=False)
+class ProducerModel:
+    """The two forests, how they were trained, and training statistics."""
+
+    gain: TreeArrays
+    width: TreeArrays
+    config: ProducerConfig
+    info: dict[str, Any]
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(gain_rel_db, width)`` per row of `mixdown.features.multitrack_features`.
+
+        Shape:
+            features: ``(stems, len(FEATURE_NAMES))`` -> two ``(stems,)`` arrays.
+        """
+        if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"expected features of shape (stems, {len(FEATURE_NAMES)}), got {features.shape}")
+        return self.gain.predict(features), np.clip(self.width.predict(features), 0.0, 1.0)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write plain arrays and a JSON header to an ``.npz``, atomically."""
+        arrays = {f"{target}_{name}": getattr(forest, name)
+                  for target, forest in zip(TARGETS, (self.gain, self.width), strict=True) for name in _ARRAYS}
+        header = {"format_version": FORMAT_VERSION, "feature_names": list(FEATURE_NAMES),
+                  "config": asdict(self.config), "info": self.info}
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
+            np.savez_compressed(file, header=np.array(json.dumps(header, sort_keys=True)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ProducerModel:
+        """Read a model written by `save`; a missing, corrupt or stale file raises `MixdownError`."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                arrays = {key: data[key] for key in data.files if key != "header"}
+        except FileNotFoundError:
+            raise MixdownError(f"no producer weights at {path}; train them with "
+                               "mixdown train configs/producer.yaml --export PATH") from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise MixdownError(f"{path}: not a producer weights file ({exc})") from None
+        if header.get("format_version") != FORMAT_VERSION or header.get("feature_names") != list(FEATURE_NAMES):
+            raise MixdownError(f"{path}: weights are for another format or feature set; retrain them")
+        try:
+            forests = [TreeArrays(**{name: arrays[f"{target}_{name}"] for name in _ARRAYS}) for target in TARGETS]
+            config = header["config"]
+            if config.get("songs") is not None:
+                config["songs"] = tuple(config["songs"])
+            config = ProducerConfig(**config)
+        except (KeyError, TypeError) as exc:
+            raise MixdownError(f"{path}: incomplete producer weights ({exc})") from None
+        return cls(gain=forests[0], width=forests[1], config=config, info=header["info"])
+
+
+def song_rows(multitrack: Multitrack, params: ConsoleParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features and targets of one song with stated settings, one row per sounding stem.
+
+    Returns:
+        ``(features, gain_rel_db, width)``: ``(rows, n_features)``, ``(rows,)``, ``(rows,)``.
+    """
+    features = multitrack_features(multitrack)
+    channels = params.ordered_like(multitrack.names).channels
+    sounding = features[:, _LOUDNESS] > SILENCE_LUFS
+    gain = np.array([ch.gain_db for ch in channels], dtype=np.float64)
+    if not sounding.any():
+        return features[:0], gain[:0], gain[:0]
+    rel = gain - gain[sounding].mean()
+    width = np.abs([ch.pan for ch in channels])
+    return features[sounding], rel[sounding], width[sounding]
+
+
+def real_songs(dataset: str | os.PathLike, names: Sequence[str] | None = None) -> list[Any]:
+    """The checked songs of a real dataset that have stated settings (all, or those named).
+
+    Raises:
+        MixdownError: If the folder is missing, a named song is not in it, or no song has settings.
+    """
+    from mixdown.data.folder import find_songs
+    from mixdown.data.songs import open_songs
+
+    sources = sorted(find_songs(dataset), key=lambda s: s.name)
+    if names is not None:
+        known = {s.name for s in sources}
+        missing = sorted(set(names) - known)
+        if missing:
+            raise MixdownError(f"songs {missing} are not in {dataset}")
+        sources = [s for s in sources if s.name in set(names)]
+    songs, _ = open_songs(sources)
+    songs = [song for song in songs if song.params is not None]
+    if not songs:
+        raise MixdownError(f"no song with stated settings (params.json) in {dataset}")
+    return songs
+
+
+def _load(song: Any) -> Multitrack:
+    from mixdown.audio import load_audio
+
+    arrays = {track.name: load_audio(track.path)[0] for track in song.stems}
+    return Multitrack.from_arrays(arrays, song.file_rate, {t.name: t.instrument for t in song.stems})
+
+
+def training_rows(config: ProducerConfig, progress: Callable[[int, int], None] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Rows of the real songs (weight 1) and the synthetic pre-training songs (weight ``synth_weight``).
+
+    Returns:
+        ``(features, gain_rel_db, width, weight, real_songs)``.
+    """
+    songs = real_songs(config.dataset, config.songs)
+    total = len(songs) + config.synth_songs
+    rows: list[tuple[np.ndarray, ...]] = []
+    for i, song in enumerate(songs):
+        features, gain, width = song_rows(_load(song), song.params)
+        rows.append((features, gain, width, np.ones(len(gain))))
+        if progress is not None:
+            progress(i + 1, total)
+    if config.synth_songs:
+        from mixdown.synth.synthetic import SynthConfig, generate_song
+
+        synth = SynthConfig(seed=config.synth_seed, duration_s=config.synth_duration_s)
+        for index in range(config.synth_songs):
+            song = generate_song(index, synth)
+            features, gain, width = song_rows(song.multitrack, song.params)
+            rows.append((features, gain, width, np.full(len(gain), config.synth_weight)))
+            if progress is not None:
+                progress(len(songs) + index + 1, total)
+    features, gain, width, weight = (np.concatenate(column) for column in zip(*rows, strict=True))
+    return features, gain, width, weight, len(songs)
+
+
+def _fit(features: np.ndarray, target: np.ndarray, weight: np.ndarray, config: ProducerConfig) -> TreeArrays:
+    try:
+        from sklearn.ensemble import RandomForestRegressor
+    except ImportError:
+        raise MixdownError("training the producer mixer needs scikit-learn: pip install 'mixdown[train]'") from None
+    forest = RandomForestRegressor(n_estimators=config.trees, max_depth=config.max_depth,
+                                   min_samples_leaf=config.min_samples_leaf, max_features=config.max_features,
+                                   random_state=config.seed, n_jobs=1)
+    return export_forest(forest.fit(features, target, sample_weight=weight))
+
+
+def train_producer(config: ProducerConfig, progress: Callable[[int, int], None] | None = None) -> ProducerModel:
+    """Read the songs, fit both forests and return the model (deterministic given ``config``)."""
+    import sklearn
+
+    wall = time.perf_counter()
+    features, gain, width, weight, songs = training_rows(config, progress)
+    data_s = time.perf_counter() - wall
+    wall = time.perf_counter()
+    forests = [_fit(features, target, weight, config) for target in (gain, width)]
+    info = {"rows": int(features.shape[0]), "real_songs": songs, "synth_songs": config.synth_songs,
+            "data_s": round(data_s, 1), "fit_s": round(time.perf_counter() - wall, 1), "cpu_count": os.cpu_count(),
+            "versions": {"mixdown": mixdown.__version__, "python": platform.python_version(),
+                         "numpy": np.__version__, "scikit-learn": sklearn.__version__}}
+    return ProducerModel(gain=forests[0], width=forests[1], config=config, info=info)
+
+
+class ProducerMixer(SettingsMethod):
+    """Faders and pans predicted by forests trained on real producers' settings; nothing else."""
+
+    name = "producer"
+
+    def __init__(self, weights: str | os.PathLike | None = None, model: ProducerModel | None = None):
+        if model is None:
+            model = ProducerModel.load(weights if weights is not None else require("producer.npz"))
+        self.model = model
+
+    def predict(self, multitrack: Multitrack) -> ConsoleParams:
+        features = multitrack_features(multitrack)
+        gain, width = self.model.predict(features)
+        sounding = features[:, _LOUDNESS] > SILENCE_LUFS
+        spec = SPECS["gain_db"]
+        order = [i for i in np.argsort(-width, kind="stable") if width[i] >= MIN_WIDTH and sounding[i]]
+        side = {int(i): (1.0 if k % 2 == 0 else -1.0) for k, i in enumerate(order)}
+        channels = []
+        for i, (name, instrument) in enumerate(zip(multitrack.names, multitrack.instruments, strict=True)):
+            g = float(gain[i]) if sounding[i] else 0.0
+            channels.append(ChannelParams(name=name, instrument=instrument,
+                                          gain_db=round(min(max(g, spec.minimum), spec.maximum), 2),
+                                          pan=round(side.get(i, 0.0) * float(width[i]), 3)))
+        params = ConsoleParams(channels=channels, sample_rate=multitrack.sample_rate, method=self.name)
+        params.validate()
+        return params
+
+
+def fit_songs(dataset: str | os.PathLike, songs: Sequence[str], seed: int = 0) -> ProducerMixer:
+    """A mixer trained on the named songs of a real dataset with the shipped recipe's settings (cross-validation)."""
+    recipe = _shipped_recipe()
+    config = dataclasses.replace(recipe, dataset=str(dataset), songs=tuple(songs), seed=seed)
+    return ProducerMixer(model=train_producer(config))
+
+
+def _shipped_recipe() -> ProducerConfig:
+    """The settings of ``configs/producer.yaml`` where the repository has it, else the defaults."""
+    path = Path(__file__).resolve().parents[3] / "configs" / "producer.yaml"
+    if path.is_file():
+        from mixdown.config import load_config
+
+        return load_config(ProducerRecipe, path).producer_config
+    return ProducerConfig()
+
+
+def fit(recipe: ProducerRecipe, progress: Callable[[float, float], None] | None = None) -> ProducerModel:
+    """``mixdown train`` of a producer recipe: build the real dataset if needed, train, write ``export``.
+
+    Raises:
+        MixdownError: Without an export path or its folder, without LMMS when the dataset
+            must be built, or without scikit-learn.
+    """
+    if recipe.export is None:
+        raise MixdownError("the producer recipe has no export path (set export: in it, or give --export)")
+    export = Path(recipe.export)
+    if not export.parent.is_dir():
+        raise MixdownError(f"{export.parent}: output folder does not exist")
+    dataset = Path(recipe.dataset)
+    if not dataset.is_dir() or not any(p.is_dir() for p in dataset.iterdir()):
+        from mixdown.data.lmms import BuildConfig, build_dataset
+
+        build_dataset(None, dataset, BuildConfig(), workers=os.cpu_count() or 1)
+    model = train_producer(recipe.producer_config, progress)
+    model.save(export)
+    return model

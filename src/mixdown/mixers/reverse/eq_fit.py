@@ -1,0 +1,179 @@
+"""Fitting a fader gain and the `STANDARD_EQ` strip to measured channel responses.
+
+`fit_standard_eq` fits, per channel, a gain plus high-pass, low shelf, bell and high shelf
+to the least-squares response of `mixdown.mixers.reverse.least_squares.band_responses`
+(weighted least squares in dB), through the console's exact EQ response
+(`mixdown.dsp.eq.eq_response_db`). Adam finds the valley, `levenberg_marquardt` finishes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from mixdown.dsp.eq import BAND_TYPE_IDS, eq_response_db
+from mixdown.mixers.reverse.config import EQ_PRIOR_DB
+from mixdown.params import SPECS, STANDARD_EQ
+
+SHELF_Q = SPECS["eq_q"].default
+"""Q of the high-pass and the shelves, which the fit keeps (0.707); only the bell's Q is fitted."""
+
+_PEAK_BAND = STANDARD_EQ.index("peak")
+_PEAK_STARTS_HZ = (100.0, 300.0, 900.0, 2500.0, 7000.0)
+_EQ_START_HZ = {"highpass": 20.0, "low_shelf": 150.0, "peak": 1000.0, "high_shelf": 6000.0}
+_JACOBIAN_STEP = 1e-6  # central-difference step of the EQ fit, in logit units
+
+
+def logit(unit: torch.Tensor) -> torch.Tensor:
+    """Inverse of the sigmoid through which every fitted parameter stays in its range.
+
+    A parameter with spec ``s`` is ``s.denormalize(sigmoid(theta))``; its starting
+    ``theta`` is ``logit(s.normalize(value))``, ``unit`` clamped to [1e-4, 1 - 1e-4] so
+    values at the ends of the range keep a gradient.
+
+    Args:
+        unit: values in [0, 1], any shape.
+
+    Returns:
+        ``log(unit / (1 - unit))``, same shape.
+    """
+    unit = unit.clamp(1e-4, 1.0 - 1e-4)
+    return torch.log(unit) - torch.log1p(-unit)
+
+
+@dataclass(frozen=True)
+class EQFit:
+    """Per-channel gain and `STANDARD_EQ` bands from the least-squares responses.
+
+    Attributes:
+        gain_db: ``(tracks,)``.
+        freq_hz, eq_gain_db, q: ``(tracks, bands)`` in `STANDARD_EQ` order.
+        error_db2: ``(tracks,)`` weighted mean squared error of the fit in dB^2.
+    """
+
+    gain_db: torch.Tensor
+    freq_hz: torch.Tensor
+    eq_gain_db: torch.Tensor
+    q: torch.Tensor
+    error_db2: torch.Tensor
+
+
+def levenberg_marquardt(residuals: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor,
+                        iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise ``sum(residuals(theta)^2, -1)`` for a batch of independent problems.
+
+    Levenberg-Marquardt with Marquardt's diagonal scaling and per-problem damping
+    (K. Madsen, H. B. Nielsen and O. Tingleff, "Methods for non-linear least squares
+    problems", 2004, sec. 3.2); the Jacobian is taken by central
+    differences, one parameter at a time in every problem at once.
+
+    Args:
+        residuals: ``(..., params) -> (..., residuals)``, each problem depending only on
+            its own row.
+        theta: ``(..., params)`` starting point.
+        iterations: trial steps (a rejected step raises the damping and costs one).
+
+    Returns:
+        ``(theta, residuals(theta))`` at the best point found, ``(..., params)`` and
+        ``(..., residuals)``.
+    """
+    residual = residuals(theta)
+    cost = residual.pow(2).sum(-1)
+    damping = torch.full_like(cost, 1e-3)
+    basis = _JACOBIAN_STEP * torch.eye(theta.shape[-1], dtype=theta.dtype)
+    for _ in range(iterations):
+        jacobian = torch.stack([(residuals(theta + step) - residuals(theta - step)) / (2.0 * _JACOBIAN_STEP)
+                                for step in basis], dim=-1)
+        normal = jacobian.mT @ jacobian
+        scale = torch.diag_embed(normal.diagonal(dim1=-2, dim2=-1).clamp_min(1e-12))
+        step = torch.linalg.solve(normal + damping[..., None, None] * scale, -(jacobian.mT @ residual[..., None]))
+        trial = theta + step[..., 0]
+        trial_residual = residuals(trial)
+        trial_cost = trial_residual.pow(2).sum(-1)
+        better = trial_cost < cost  # False for NaN: a failed step is rejected
+        theta = torch.where(better[..., None], trial, theta)
+        residual = torch.where(better[..., None], trial_residual, residual)
+        cost = torch.where(better, trial_cost, cost)
+        damping = torch.where(better, damping / 3.0, damping * 4.0).clamp(1e-12, 1e8)
+    return theta, residual
+
+
+def fit_standard_eq(response_db: torch.Tensor, weight: torch.Tensor, centre_hz: torch.Tensor,
+                    sample_rate: int, steps: int, prior_weight: float, polish_steps: int = 20) -> EQFit:
+    """Fit gain + `STANDARD_EQ` to measured responses (weighted least squares in dB).
+
+    High-pass and shelves keep Q `SHELF_Q` (the high-pass's gain is unused); the bell
+    starts from each of a few frequencies and the best start is kept per channel. Each
+    start is a small nonlinear least-squares problem whose high-pass cutoff, shelf
+    frequency and shelf gain trade off along a curved valley: Adam (``steps``) finds the
+    valley but, preconditioning each parameter on its own, crawls along it, so
+    `levenberg_marquardt` (``polish_steps``), which follows the valley through the
+    Gauss-Newton curvature, finishes the fit. All parameters live in their full schema
+    ranges at ``sample_rate`` (`mixdown.params.ParamSpec.at_rate`) through a sigmoid.
+
+    Args:
+        response_db, weight: ``(tracks, bands)`` from `band_responses`.
+        centre_hz: ``(bands,)``.
+        sample_rate: in Hz.
+        steps: Adam steps.
+        prior_weight: weight of ``sum(eq_gain_db^2) / EQ_PRIOR_DB^2`` (prefers small EQ
+            where gain and EQ are interchangeable).
+        polish_steps: Levenberg-Marquardt iterations after Adam.
+
+    Returns:
+        The fit (float64 tensors).
+    """
+    tracks = response_db.shape[0]
+    starts = len(_PEAK_STARTS_HZ)
+    bands = len(STANDARD_EQ)
+    gain_spec, freq_spec, eq_gain_spec, q_spec = (SPECS[name].at_rate(sample_rate)
+                                                  for name in ("gain_db", "eq_freq_hz", "eq_gain_db", "eq_q"))
+    norm_weight = weight / weight.sum(-1, keepdim=True).clamp_min(1e-30)
+    broadband = 10.0 * torch.log10((norm_weight * 10.0 ** (response_db / 10.0)).sum(-1).clamp_min(1e-20))
+    start_hz = torch.tensor([_EQ_START_HZ[t] for t in STANDARD_EQ], dtype=torch.float64).repeat(starts, tracks, 1)
+    start_hz[..., _PEAK_BAND] = torch.tensor(_PEAK_STARTS_HZ, dtype=torch.float64)[:, None]
+    start_hz = start_hz.clamp(max=freq_spec.maximum)
+    types = torch.tensor([BAND_TYPE_IDS[t] for t in STANDARD_EQ]).expand(starts, tracks, -1)
+    with_gain = torch.tensor([t != "highpass" for t in STANDARD_EQ])
+    gains = int(with_gain.sum())
+    gain_slot = torch.where(with_gain, torch.cumsum(with_gain, 0), 0)  # band -> its gain (0: none, 0 dB)
+    # theta (starts, tracks, 1 + bands + gains + 1): logits of gain, band frequencies, band gains, bell Q.
+    theta = torch.cat([
+        logit(gain_spec.normalize(broadband.clamp(-79.0, 23.0))).repeat(starts, 1)[..., None],
+        logit(freq_spec.normalize(start_hz)),
+        torch.zeros(starts, tracks, gains, dtype=torch.float64),
+        logit(q_spec.normalize(torch.full((starts, tracks, 1), 1.0, dtype=torch.float64))),
+    ], dim=-1)
+    sqrt_weight = norm_weight.sqrt()
+
+    def physical(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        gain, freq, eq_gain, q = torch.split(torch.sigmoid(theta), [1, bands, gains, 1], dim=-1)
+        eq_gain = torch.cat([torch.zeros_like(eq_gain[..., :1]), eq_gain_spec.denormalize(eq_gain)],
+                            dim=-1)[..., gain_slot]
+        q = torch.cat([torch.full_like(freq[..., :_PEAK_BAND], SHELF_Q), q_spec.denormalize(q),
+                       torch.full_like(freq[..., _PEAK_BAND + 1:], SHELF_Q)], dim=-1)
+        return gain_spec.denormalize(gain[..., 0]), freq_spec.denormalize(freq), eq_gain, q
+
+    def residuals(theta: torch.Tensor) -> torch.Tensor:
+        """``(starts, tracks, bands_of_response + bands)``: weighted dB misfit, then the prior's terms."""
+        gain, freq, eq_gain, q = physical(theta)
+        model = gain[..., None] + eq_response_db(types, freq, eq_gain, q, sample_rate, centre_hz)
+        return torch.cat([(model - response_db) * sqrt_weight, math.sqrt(prior_weight) * eq_gain / EQ_PRIOR_DB],
+                         dim=-1)
+
+    theta.requires_grad_(True)
+    optimizer = torch.optim.Adam([theta], lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        residuals(theta).pow(2).sum().backward()
+        optimizer.step()
+    with torch.no_grad():
+        theta, residual = levenberg_marquardt(residuals, theta.detach(), polish_steps)
+        best = residual.pow(2).sum(-1).argmin(0)
+        pick = lambda t: t[best, torch.arange(tracks)]  # noqa: E731
+        gain, freq, eq_gain, q = (pick(t) for t in physical(theta))
+        error = pick(residual[..., :response_db.shape[-1]].pow(2).sum(-1))
+    return EQFit(gain, freq, eq_gain, q, error)
