@@ -2,10 +2,8 @@
 
 Adding a console parameter is one `param` entry in ``params.py``; these tests fail until
 each consumer handles it: the tensor packing (`ConsoleTensors`), the learned methods'
-heads (`head_outputs`), the dataclass defaults and validation, the studio's page config
-and the REAPER mapping. Consumers still being moved onto the schema (the random
-baseline, reverse engineering's free parameters) get their coverage test here once
-they read it.
+heads (`head_outputs`), the dataclass defaults and validation, the studio's page config,
+the REAPER mapping, the random baseline and reverse engineering's free parameters.
 """
 
 from __future__ import annotations
@@ -231,3 +229,46 @@ def test_reaper_entry_writes_the_field_or_says_why_not(spec):
             for band_type in (EQ_BAND_TYPES if spec.level == "band" else ("",)):
                 converted = entry.convert(value, MapContext("x", [], band_type=band_type))
                 assert math.isfinite(converted), (spec.tensor, value, band_type)
+
+
+# ------------------------------------------------------------------------ random baseline and reverse
+
+
+def test_random_baseline_draws_every_trained_field_inside_its_training_range():
+    from mixdown.mixers.baselines import RandomMixer
+    from mixdown.multitrack import Multitrack
+
+    rng = np.random.default_rng(0)
+    multitrack = Multitrack.from_arrays({f"s{i}": 0.1 * rng.standard_normal((1, 800)).astype(np.float32)
+                                         for i in range(6)}, SR)
+    drawn = ConsoleTensors.from_params([RandomMixer(seed).predict(multitrack) for seed in range(4)])
+    band_ranges = {(k, tensor): r for k, band in enumerate(STANDARD_BANDS) for tensor, r in band.train.items()}
+    for spec in SCHEMA:
+        values = getattr(drawn, spec.tensor)
+        if spec.level == "band":
+            for k, band in enumerate(STANDARD_BANDS):
+                lo, hi = band_ranges.get((k, spec.tensor), (spec.default, spec.default))
+                hi = min(hi, spec.at_rate(SR).maximum) if spec.tensor == "eq_freq_hz" else hi
+                column = values[..., k]
+                assert float(column.min()) >= lo - 1e-3 and float(column.max()) <= hi + 1e-3, (spec.tensor, k)
+        elif spec.train is None:
+            assert bool((values == spec.default).all()), spec.tensor
+        else:
+            on = values if spec.group != "compressor" else values[drawn.ratio != 1.0]
+            assert float(on.min()) >= spec.train[0] - 1e-3 and float(on.max()) <= spec.train[1] + 1e-3, spec.tensor
+            assert len(set(on.flatten().tolist())) > 1, spec.tensor  # drawn, not fixed
+
+
+def test_reverse_moves_every_field_or_states_why_not():
+    from mixdown.mixers.reverse import ReverseConfig, fixed_reason, free_parameters
+
+    config = ReverseConfig(fit_eq=True, fit_compressor=True, fit_reverb=True)
+    bands = [EQBand(band.type, 1000.0) for band in STANDARD_BANDS]
+    start = ConsoleTensors.from_params([ConsoleParams([ChannelParams("a", eq=bands), ChannelParams("b", eq=bands)],
+                                                      sample_rate=SR)])
+    free = free_parameters(start, config, SR)
+    for spec in SCHEMA:
+        reason = fixed_reason(spec, config)
+        assert (spec.tensor in free) != (reason is not None), spec.tensor
+        assert reason is None or len(reason) > 10, spec.tensor  # a stated reason, not a flag
+    assert {"gain_db", "pan", "eq_freq_hz", "threshold_db", "reverb_send_db", "reverb_decay_s"} <= set(free)
