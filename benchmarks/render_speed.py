@@ -20,6 +20,7 @@ Measures, on this machine:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -59,14 +60,19 @@ def stems(tracks: int, seconds: float, channels: int, seed: int = 0) -> dict[str
 
 
 def time_mixdown(arrays: dict[str, np.ndarray], runs: int) -> list[float]:
+    return [wall for wall, _ in time_mixdown_cpu(arrays, runs)]
+
+
+def time_mixdown_cpu(arrays: dict[str, np.ndarray], runs: int) -> list[tuple[float, float]]:
+    """``(wall, CPU)`` seconds of each render (CPU: all threads, `time.process_time`)."""
     multitrack = Multitrack.from_arrays(arrays, SR)
     params = full_chain(multitrack.names)
     render(Multitrack.from_arrays({k: v[:, :SR] for k, v in arrays.items()}, SR), params)  # warm-up (JIT cache)
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         render(multitrack, params)
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start, time.process_time() - cpu))
     return times
 
 
@@ -123,17 +129,24 @@ def main(argv: list[str] | None = None) -> None:
     seconds, mem_tracks, mem_seconds = (20.0, 4, 30.0) if args.quick else (180.0, 32, 600.0)
 
     arrays = stems(8, seconds, channels=2)
-    ours = time_mixdown(arrays, args.runs)
-    theirs = time_pedalboard(arrays, args.runs)
+    load_before = os.getloadavg()[0]
+    ours_cpu, theirs = [], []
+    for _ in range(args.runs):  # interleaved, so that changes in the machine's load hit both alike
+        ours_cpu += time_mixdown_cpu(arrays, 1)
+        theirs += time_pedalboard(arrays, 1)
+    ours = [wall for wall, _ in ours_cpu]
+    load_after = os.getloadavg()[0]
     memory = peak_memory_mib(mem_tracks, mem_seconds)
     ours_med, theirs_med = statistics.median(ours), statistics.median(theirs)
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
 
     lines = [
         "# Console render benchmark",
         "",
         f"Command: `python benchmarks/render_speed.py{' --quick' if args.quick else ''}` on "
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"Python {platform.python_version()}, torch {torch.__version__}.",
+        f"Python {platform.python_version()}, torch {torch.__version__}; load average {load_before:.1f} before, "
+        f"{load_after:.1f} after (the machine may be shared: compare the ratio, measured run by run).",
         "",
         f"## Full chain, 8 stereo stems x {seconds:.0f} s at 44.1 kHz (median of {args.runs})",
         "",
@@ -144,7 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         f"| pedalboard (anchor) | {theirs_med:.2f} | {seconds / theirs_med:.0f}x | "
         f"{', '.join(f'{t:.2f}' for t in theirs)} |",
         "",
-        f"mixdown / pedalboard time ratio: **{ours_med / theirs_med:.2f}** (below 1 = mixdown faster). "
+        f"mixdown CPU time (all threads), median: {statistics.median(cpu for _, cpu in ours_cpu):.2f} s.",
+        "",
+        f"mixdown / pedalboard time ratio: **{ours_med / theirs_med:.2f}** (below 1 = mixdown faster; run by run: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}). "
         "The chains are comparable, not identical: pedalboard's reverb is Freeverb and its limiter is not "
         "true-peak; mixdown also measures loudness (BS.1770) and normalises the mix.",
         "",

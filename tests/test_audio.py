@@ -195,7 +195,8 @@ def test_atomic_path_failure_leaves_destination_untouched(tmp_path):
     path = tmp_path / "params.json"
     path.write_text("old")
     with pytest.raises(ValueError), atomic_path(path) as tmp:
-        assert tmp.parent == tmp_path and tmp.suffix == ".json" and tmp.name.startswith(".")
+        # visible, so that a killed run's leftover is seen and swept (audio.PARTIAL_PATTERN)
+        assert tmp.parent == tmp_path and tmp.suffix == ".json" and audio_module.PARTIAL_PATTERN.match(tmp.name)
         tmp.write_text("half-written")
         raise ValueError("boom")
     assert path.read_text() == "old"
@@ -213,3 +214,90 @@ def test_atomic_path_failure_leaves_destination_untouched(tmp_path):
 )
 def test_peak_dbfs(audio, expected):
     assert peak_dbfs(audio) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------ damaged and odd files
+
+
+def _cut(path, fraction=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+@pytest.mark.parametrize(("name", "subtype"), [("a.wav", "PCM_16"), ("a.wav", "PCM_24"), ("a.wav", "FLOAT"),
+                                               ("a.wav", "PCM_U8"), ("a.aiff", "PCM_16"), ("a.flac", "PCM_16")])
+def test_a_truncated_file_is_an_error_naming_it_unless_allowed(write_stem, make_sine, name, subtype):
+    path = _cut(write_stem(name, make_sine(seconds=0.5, sample_rate=8000, channels=2), 8000, subtype=subtype))
+    with pytest.raises(AudioError, match=rf"{path.name}.*(truncated|cannot read)"):
+        load_audio(path)
+    if name.endswith(".flac"):
+        return  # a cut FLAC stream does not decode at all
+    with pytest.raises(AudioError, match=rf"{path.name} is truncated: its header promises 4000 frames"):
+        probe_audio(path)
+    with pytest.warns(UserWarning, match="is truncated"):
+        audio, rate = load_audio(path, allow_truncated=True)
+    assert rate == 8000 and 0 < audio.shape[1] < 4000
+    with ChunkedReader(path, 8000, 4000) as reader:  # truncation is the loader's call; streaming pads
+        assert reader.read(4000).shape == (2, 4000)
+
+
+def test_streamed_wav_sizes_are_not_truncation(write_stem, make_sine):
+    """Writers that stream (pipes) put 0 or 0xFFFFFFFF in the size fields: the file is what it holds."""
+    path = write_stem("s.wav", make_sine(seconds=0.1, sample_rate=8000), 8000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data")
+    data[at + 4:at + 8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    assert probe_audio(path).frames == 800
+
+
+def _wav_with_header(path, channels=1, rate=8000, bits=16, extra=b"", data_size=None, frames=800):
+    import struct
+
+    block = channels * bits // 8
+    payload = np.zeros(min(frames * block, 2**20), dtype=np.uint8).tobytes()
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, (rate * block) & 0xFFFFFFFF, block & 0xFFFF, bits)
+    size = len(payload) if data_size is None else data_size
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + extra + b"data" + struct.pack("<I", size) + payload
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    pytest.param(lambda p: _wav_with_header(p, data_size=0xFFFFFFF0), "truncated", id="data-size-4GB"),
+    pytest.param(lambda p: _wav_with_header(p, channels=6), "6 channels", id="6-channels"),
+    pytest.param(lambda p: _wav_with_header(p, channels=65535), "channels|cannot read", id="65535-channels"),
+    pytest.param(lambda p: _wav_with_header(p, rate=100), "sample rate 100 Hz", id="rate-100"),
+    pytest.param(lambda p: _wav_with_header(p, rate=4_000_000_000), "sample rate|cannot read", id="rate-4e9"),
+    pytest.param(lambda p: _wav_with_header(p, frames=0), "no audio frames", id="0-frames"),
+    pytest.param(lambda p: _wav_with_header(p, bits=13), "cannot read|truncated", id="13-bit"),
+    pytest.param(lambda p: p.write_bytes(b"RIFF\xff\xff\xff\xffWAVE" + b"\0" * 100), "cannot read", id="bogus"),
+])
+def test_odd_headers_are_one_error_naming_the_file(tmp_path, make, message):
+    path = tmp_path / "odd.wav"
+    make(path)
+    with pytest.raises(AudioError, match=rf"odd\.wav.*({message})|({message}).*odd\.wav"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize(("make", "frames"), [
+    pytest.param(lambda p: _wav_with_header(p, extra=b"LIST" + (2**20).to_bytes(4, "little") + b"\0" * 2**20),
+                 800, id="1MB-metadata-chunk"),
+    pytest.param(lambda p: _wav_with_header(p, bits=8), 800, id="8-bit"),
+    pytest.param(lambda p: _wav_with_header(p, frames=1), 1, id="1-sample"),
+])
+def test_odd_but_valid_files_load(tmp_path, make, frames):
+    path = tmp_path / "odd.wav"
+    make(path)
+    audio, rate = load_audio(path)
+    assert rate == 8000 and audio.shape == (1, frames) and np.isfinite(audio).all()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_an_error_naming_the_file(write_stem, value):
+    audio = np.zeros((1, 800), np.float32)
+    audio[0, 400] = value
+    path = write_stem("nan.wav", audio, 8000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="nan.wav: contains NaN or infinite samples"):
+        load_audio(path)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -310,3 +312,253 @@ def test_silent_or_clipped_stem_warns_and_still_mixes(tmp_path, capsys, audio, e
     assert len(warnings) == 1 and "odd.wav" in warnings[0] and expected in warnings[0], lines
     assert not any(line.startswith("error") for line in lines)
     assert sorted(os.listdir(out)) == ["mix.params.json", "mix.wav"]
+
+
+# --------------------------------------------------------------------------- argument ranges
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    pytest.param(["--sample-rate", "1000000000"], ["--sample-rate", "1000000000", "8000..192000"], id="rate-1e9"),
+    pytest.param(["--sample-rate", "1e9"], ["--sample-rate", "8000..192000"], id="rate-1e9-float-form"),
+    pytest.param(["--sample-rate", "-1"], ["--sample-rate", "-1", "8000..192000"], id="rate-minus-1"),
+    pytest.param(["--sample-rate", "1"], ["--sample-rate", "8000..192000"], id="rate-1"),
+    pytest.param(["--sample-rate", "44.1k"], ["--sample-rate", "not a number"], id="rate-text"),
+    pytest.param(["--sample-rate", "44100.5"], ["--sample-rate", "not an integer"], id="rate-fraction"),
+    pytest.param(["--max-stems", "100000"], ["--max-stems", "1..256"], id="max-stems-huge"),
+    pytest.param(["--seed", "-3"], ["--seed", "0..4294967295"], id="seed-negative"),
+    pytest.param(["--seed", "nan"], ["--seed", "not an integer"], id="seed-nan"),
+    pytest.param(["--methd", "mono"], ["unrecognized arguments", "--methd"], id="typo"),
+])
+def test_numeric_options_are_checked_before_any_work(tmp_path, capsys, argv, expected):
+    out = tmp_path / "out"
+    out.mkdir()
+    capsys.readouterr()
+    assert cli.main(["mix", str(tmp_path / "nowhere"), "-o", str(out / "mix.wav"), *argv]) == cli.EXIT_ERROR
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("error: mixdown"), lines
+    for fragment in expected:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["render", "S", "p.json", "-o", "m.wav", "--sample-rate", "0"], "--sample-rate"),
+    (["reverse", "S", "r.wav", "-o", "p.json", "--steps", "-1"], "--steps"),
+    (["reverse", "S", "r.wav", "-o", "p.json", "--excerpt-seconds", "inf"], "--excerpt-seconds"),
+    (["reverse", "S", "r.wav", "-o", "p.json", "--seconds", "0"], "--seconds"),
+    (["data", "synth", "--songs", "-1", "--out", "d"], "--songs"),
+    (["data", "synth", "--songs", "1", "--out", "d", "--sample-rate", "384000"], "--sample-rate"),
+    (["data", "synth", "--songs", "1", "--out", "d", "--workers", "0"], "--workers"),
+    (["data", "synth", "--songs", "1", "--out", "d", "--duration", "nan"], "--duration"),
+    (["data", "lmms", "--out", "d", "--seconds", "-2"], "--seconds"),
+    (["evaluate", "D", "--methods", "mono", "--out", "o", "--workers", "100000"], "--workers"),
+    (["evaluate", "D", "--methods", "mono", "--out", "o", "--seconds", "0"], "--seconds"),
+    (["evaluate", "D", "--methods", "mono", "--out", "o", "--folds", "1"], "--folds"),
+    (["evaluate", "D", "--methods", "mono", "--out", "o", "--songs", "0"], "--songs"),
+    (["train", "c.yaml", "--max-steps", "1e400"], "--max-steps"),
+    (["listen", "serve", "T", "--port", "70000"], "--port"),
+], ids=lambda value: "-".join(value[:2] + value[-2:-1]) if isinstance(value, list) else "")
+def test_every_numeric_option_has_a_range(tmp_path, capsys, argv, option):
+    capsys.readouterr()
+    assert cli.main([str(tmp_path / a) if a in ("S", "D", "T", "d", "o") else a for a in argv]) == cli.EXIT_ERROR
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"argument {option}" in lines[0], lines
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_argument_errors_and_help_do_not_import_torch(tmp_path):
+    """#15: ``mixdown --help`` and argument errors answer without loading torch (or the audio stack)."""
+    probe = ("import sys\nfrom mixdown.cli import main\n"
+             "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as exc:\n    rc = exc.code\n"
+             "heavy = [m for m in ('torch', 'scipy', 'numba', 'soxr', 'mixdown.console') if m in sys.modules]\n"
+             "print('PROBE', rc, heavy, file=sys.stderr)")
+    for argv, code in ((["mix", str(tmp_path), "-o", str(tmp_path / "m.wav"), "--sample-rate", "1000000000"], 2),
+                       (["render", "--help"], 0), (["evaluate", "--help"], 0), (["--help"], 0)):
+        result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=300, check=False)
+        assert f"PROBE {code} []" in result.stderr, (argv, result.stderr)
+    timed = subprocess.run([sys.executable, "-X", "importtime", "-m", "mixdown", "--help"], capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert timed.returncode == 0 and "usage: mixdown" in timed.stdout
+    imported = {line.split("|")[-1].strip() for line in timed.stderr.splitlines() if line.startswith("import time")}
+    assert "torch" not in imported and "mixdown.console" not in imported and "mixdown.mixers" in imported
+
+
+# --------------------------------------------------------------------------- help texts and progress
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def _subcommands(parser) -> dict[str, object]:
+    import argparse
+
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[name] = sub
+                found.update({f"{name} {k}": v for k, v in _subcommands(sub).items()})
+    return found
+
+
+def test_every_command_has_a_one_line_summary_and_a_description(capsys):
+    parser = cli._build_parser()
+    commands = _subcommands(parser)
+    assert {"mix", "render", "info", "demo", "export reaper", "data check", "listen results", "evaluate"} <= set(commands)
+    top = _help([], capsys)
+    for name, sub in commands.items():
+        assert sub.description, name
+        if " " not in name:
+            assert re.search(rf"^\s+{name}\s+\S", top, re.MULTILINE), (name, top)
+        assert sub.description.splitlines()[0] in _help(name.split(), capsys).replace("\n", " ").replace("  ", " ") \
+            or sub.description[:30] in _help(name.split(), capsys)
+
+
+def test_mix_and_evaluate_help_list_every_method_with_its_summary(capsys):
+    from mixdown.mixers import METHODS
+
+    for argv in (["mix"], ["evaluate"]):
+        text = " ".join(_help(argv, capsys).split())
+        for name, info in METHODS.items():
+            assert f"{name} {info.summary}" in text, (argv, name)
+
+
+def test_export_platforms_and_data_defaults_match_the_library():
+    """The light copies the help texts use (so that --help imports nothing heavy) agree with the library."""
+    import dataclasses
+
+    from mixdown.commands import data, export
+    from mixdown.data.folder import LAYOUTS
+    from mixdown.data.lmms import BuildConfig
+    from mixdown.export.reaper import PLUGIN_SUFFIXES, default_platform
+    from mixdown.synth.synthetic import SynthConfig
+
+    assert export.PLATFORMS == tuple(sorted(PLUGIN_SUFFIXES)) and export.default_platform() == default_platform()
+    synth = {f.name: f.default for f in dataclasses.fields(SynthConfig)}
+    assert all(synth[key] == value for key, value in data.SYNTH_DEFAULTS.items())
+    lmms = {f.name: f.default for f in dataclasses.fields(BuildConfig)}
+    assert all(lmms[key] == value for key, value in data.LMMS_DEFAULTS.items())
+    assert data.LAYOUT_NAMES == tuple(LAYOUTS)
+
+
+def test_progress_goes_to_logs_as_lines_when_stderr_is_not_a_terminal(demo_dir, tmp_path, capsys):
+    assert not cli.err.is_terminal  # captured: as in a log file
+    assert cli.main(["render", str(demo_dir / "stems"), str(demo_dir / "mix_rules.params.json"),
+                     "-o", str(tmp_path / "m.wav")]) == 0
+    lines = _stderr_lines(capsys)
+    progress = [line for line in lines if line.startswith("rendering: ")]
+    assert progress and progress[-1] == "rendering: 100%" and len(progress) <= 11, lines
+    percents = [int(line.split()[-1].rstrip("%")) for line in progress]
+    assert percents == sorted(percents)
+    with cli.progress("counting", 1000) as update:
+        for done in range(0, 1001, 100):
+            update(done, 1000)
+    lines = [line for line in _stderr_lines(capsys) if line.startswith("counting")]
+    assert [line.split()[-1] for line in lines] == [f"{p}%" for p in range(10, 101, 10)]
+    with cli.progress("fine", 100000) as update:  # many small steps: still a line per tenth
+        for done in range(0, 100001, 7):
+            update(done, 100000)
+    lines = [line for line in _stderr_lines(capsys) if line.startswith("fine")]
+    assert 9 <= len(lines) <= 11
+
+
+# --------------------------------------------------------------------------- rates: mix -> render round trips
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 96000, 192000])
+def test_mix_then_render_round_trips_at_every_supported_rate(tmp_path, rate):
+    stems = tmp_path / "stems"
+    for i, name in enumerate(("bass", "keys")):
+        _write(stems / f"{name}.wav", np.sin(2 * np.pi * (110.0 * (i + 1)) * np.arange(rate // 5) / rate)[None] * 0.3,
+               rate)
+    assert cli.main(["mix", str(stems), "-o", str(tmp_path / "mix.wav"), "--method", "rules"]) == 0
+    params = ConsoleParams.load(tmp_path / "mix.params.json")
+    assert params.sample_rate == rate
+    assert cli.main(["render", str(stems), str(tmp_path / "mix.params.json"), "-o", str(tmp_path / "again.wav")]) == 0
+    mix, mix_rate = _read(tmp_path / "mix.wav")
+    again, again_rate = _read(tmp_path / "again.wav")
+    assert mix_rate == again_rate == rate
+    np.testing.assert_array_equal(again, mix)
+
+
+@pytest.mark.parametrize("rate", [384000, 7999])
+def test_stems_at_a_rate_mixdown_does_not_mix_at_are_refused_alike_or_resampled_alike(tmp_path, capsys, rate):
+    stems = tmp_path / "stems"
+    for name in ("bass", "keys"):
+        _write(stems / f"{name}.wav", np.sin(2 * np.pi * 220.0 * np.arange(rate // 5) / rate)[None] * 0.3, rate)
+    out = tmp_path / "out"
+    out.mkdir()
+    params = _params(tmp_path)  # any settings: the rate is refused first
+    capsys.readouterr()
+    for argv in (["mix", str(stems), "-o", str(out / "mix.wav")], ["render", str(stems), str(params), "-o",
+                                                                    str(out / "mix.wav")]):
+        assert cli.main(argv) == cli.EXIT_ERROR
+        lines = _stderr_lines(capsys)
+        assert len(lines) == 1 and f"{rate} Hz" in lines[0] and "--sample-rate" in lines[0], lines
+    assert os.listdir(out) == []
+    target = min(max(rate, 8000), 192000)
+    assert cli.main(["mix", str(stems), "-o", str(out / "mix.wav"), "--sample-rate", str(target)]) == 0
+    assert ConsoleParams.load(out / "mix.params.json").sample_rate == target
+    assert cli.main(["render", str(stems), str(out / "mix.params.json"), "-o", str(out / "again.wav"),
+                     "--sample-rate", str(target)]) == 0
+    np.testing.assert_array_equal(_read(out / "again.wav")[0], _read(out / "mix.wav")[0])
+
+
+# --------------------------------------------------------------------------- settings files and audio inputs
+
+
+def test_a_clipping_render_with_the_limiter_off_warns_with_the_count(tmp_path, capsys):
+    def loud(data: dict) -> None:
+        data["master"].update(target_lufs=None, ceiling_dbtp=None, gain_db=24.0)
+
+    argv = _render(loud)(tmp_path, tmp_path)
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    warnings = [line for line in _stderr_lines(capsys) if line.startswith("warning: ")]
+    (clip,) = [line for line in warnings if "limiter is off" in line]
+    mix = _read(tmp_path / "mix.wav")[0]  # PCM_24: clipped at full scale
+    count = int(re.search(r"and (\d+) of (\d+) samples", clip).group(1))
+    assert count > 0 and count == int(np.sum(np.abs(mix) >= 1.0 - 2.0**-22))
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    pytest.param(lambda data: data["master"].pop("ceiling_dbtp"), ["master", "'ceiling_dbtp'", "null"],
+                 id="no-ceiling"),
+    pytest.param(lambda data: data["channels"][0].pop("gain_db"), ["channels[0]", "'gain_db'"], id="no-gain"),
+    pytest.param(lambda data: data["channels"][1].update(instrument=None), ["channels[1]", "instrument"],
+                 id="instrument-null"),
+    pytest.param(lambda data: data["channels"][1].update(instrument="piano"), ["instrument", "'piano'"],
+                 id="instrument-unknown"),
+    pytest.param(lambda data: data["channels"][0].update(eq=[{"type": "peak", "freq_hz": 500.0, "gain_db": 0.0,
+                                                              "q": 1.0}] * 9),
+                 ["eq", "9 items", "at most 8"], id="nine-bands"),
+])
+def test_settings_errors_name_the_key(tmp_path, capsys, edit, expected):
+    argv = _render(edit)(tmp_path, tmp_path)
+    capsys.readouterr()
+    assert cli.main(argv) == cli.EXIT_ERROR
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "settings.json" in lines[0], lines
+    for fragment in expected:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert not (tmp_path / "mix.wav").exists()
+
+
+def test_truncated_stem_is_an_error_unless_allowed(tmp_path, capsys):
+    stems = _stems(tmp_path / "stems")
+    data = (stems / "kick.wav").read_bytes()
+    (stems / "kick.wav").write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "out"
+    out.mkdir()
+    capsys.readouterr()
+    assert cli.main(["mix", str(stems), "-o", str(out / "mix.wav")]) == cli.EXIT_ERROR
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and "kick.wav" in lines[0] and "truncated" in lines[0] and "--allow-truncated" in lines[0]
+    assert os.listdir(out) == []
+    assert cli.main(["mix", str(stems), "-o", str(out / "mix.wav"), "--allow-truncated"]) == 0
+    warnings = [line for line in _stderr_lines(capsys) if line.startswith("warning: ")]
+    assert any("kick.wav is truncated" in line for line in warnings), warnings

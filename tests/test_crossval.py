@@ -92,3 +92,34 @@ def test_crossval_trains_per_fold_and_reports(tmp_path: Path) -> None:
     assert median("producer", "median_gain_balance_db") < median("mono", "median_gain_balance_db")
     summary = (out / "summary.md").read_text()
     assert "| producer |" in summary and "fold 1" in summary
+
+
+def test_training_data_can_be_restricted_to_the_training_folds(tmp_path: Path) -> None:
+    from mixdown.data.songs import DatasetConfig
+    from mixdown.train import DataConfig, DataSource, named_songs
+
+    names = _dataset(tmp_path, 5)
+    folds = assign_folds(names, 5)
+    train_songs = tuple(name for name in names if folds[name] != 0)
+    source = DataSource(str(tmp_path), songs=train_songs)
+    data = DataConfig(sources=(source,), val_fraction=0.0, test_fraction=0.0)
+    dataset = named_songs(source, "train", data, DatasetConfig(mode="sequential", segment_frames=RATE,
+                                                                sample_rate=RATE))
+    assert sorted(song.name for song in dataset.songs) == sorted(train_songs)  # the held-out fold never seen
+    with pytest.raises(MixdownError, match="not found"):
+        named_songs(DataSource(str(tmp_path), songs=("nope",)), "train", data, DatasetConfig(sample_rate=RATE))
+
+
+def test_resuming_refuses_a_run_made_on_other_folds(tmp_path: Path) -> None:
+    data = tmp_path / "real"
+    _dataset(data, 4)
+    out = tmp_path / "cv"
+    run_crossval(CVConfig(dataset=str(data), out=str(out), methods=("mono",), folds=2))
+    rows = (out / "metrics.csv").read_text()
+    run_crossval(CVConfig(dataset=str(data), out=str(out), methods=("mono",), folds=2))  # same split: resumes
+    assert (out / "metrics.csv").read_text() == rows
+    _dataset(data, 5)  # the dataset grew: the fold assignment changes
+    with pytest.raises(MixdownError, match="song_fold"):
+        run_crossval(CVConfig(dataset=str(data), out=str(out), methods=("mono",), folds=2))
+    with pytest.raises(MixdownError, match="folds"):
+        run_crossval(CVConfig(dataset=str(data), out=str(out), methods=("mono",), folds=3))

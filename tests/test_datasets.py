@@ -503,3 +503,53 @@ def test_dataloader_end_to_end(roots):
         assert batch.stems.shape == (3, 3, 2, QUARTER) and batch.mix.shape == (3, 2, QUARTER)
         counts = [len(EXPECTED_SONGS["medleydb"][meta.song][0]) for meta in batch.metas]
         assert batch.mask.sum(dim=1).tolist() == counts
+
+
+# What `mixdown data check` finds by decoding (as loading a song whole does), and headers alone do not.
+def _with_sample(path: Path, value: float) -> None:
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    audio[len(audio) // 2, 0] = value
+    sf.write(path, audio, rate, subtype="FLOAT")
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+
+
+DECODE_BREAKAGES = {
+    "nan stem": (lambda root: _with_sample(root / "song_1" / "stems" / "snare.wav", np.nan), "song_1",
+                 "contains NaN or infinite samples", True),
+    "inf mix": (lambda root: _with_sample(root / "song_2" / "mix.wav", np.inf), "song_2",
+                "contains NaN or infinite samples", True),
+    "names equal ignoring case": (lambda root: shutil.copy(root / "song_0" / "stems" / "kick.wav",
+                                                           root / "song_0" / "stems" / "KICK.wav"), "song_0",
+                                  "duplicate stem names ['KICK', 'kick'] (equal ignoring case)", False),
+    "truncated stem": (lambda root: _truncate(root / "song_1" / "stems" / "bass.wav"), "song_1",
+                       "bass.wav is truncated", False),
+    "rate mixdown does not mix at": (lambda root: [write_wav(path, tone(200.0, 4000, 4000), 4000) for path in
+                                                   (root / "song_2").rglob("*.wav")], "song_2",
+                                     "mixdown mixes at 8000..192000 Hz", True),
+}
+
+
+@pytest.mark.parametrize("breakage", list(DECODE_BREAKAGES))
+def test_data_check_fails_what_evaluate_rejects(folder_copy, tmp_path, capsys, breakage):
+    from mixdown import cli
+
+    damage, song, words, decoding_only = DECODE_BREAKAGES[breakage]
+    (folder_copy / "song_2" / "params.json").unlink(missing_ok=True)  # a rate change would void it first
+    damage(folder_copy)
+    with pytest.raises(SongError, match="^" + song + ": ") as raised:
+        check_dataset(folder_copy, decode=True)
+    assert words in str(raised.value)
+    if decoding_only:  # the training loaders read headers only (and segments later)
+        assert check_dataset(folder_copy).ok
+    else:  # the loaders refuse it too
+        with pytest.raises(SongError, match=song):
+            check_dataset(folder_copy)
+    capsys.readouterr()
+    assert cli.main(["data", "check", str(folder_copy)]) == cli.EXIT_ERROR
+    assert words in capsys.readouterr().err
+    assert cli.main(["evaluate", str(folder_copy), "--methods", "mono", "--out", str(tmp_path / "eval")]) == 2
+    assert song in capsys.readouterr().err

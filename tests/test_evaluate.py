@@ -295,9 +295,9 @@ def test_cli_evaluates_an_audio_only_method_on_excerpts(dataset, tmp_path, monke
     (["--methods", "mono,oracle"], "the oracle (true settings rendered) is added by itself"),
     (["--methods", "mono,mono"], "a method is listed twice"),
     (["--methods", "mono", "--song", "song_00099"], "song 'song_00099' is not among the 3 songs evaluated"),
-    (["--methods", "mono", "--songs", "0"], "songs must be at least 1"),
-    (["--methods", "mono", "--seconds", "-1"], "seconds must be positive"),
-    (["--methods", "mono", "--reverse-steps", "-1"], "steps must be >= 0"),
+    (["--methods", "mono", "--songs", "0"], "argument --songs: 0 is outside 1..10000000"),
+    (["--methods", "mono", "--seconds", "-1"], "argument --seconds: -1 is outside"),
+    (["--methods", "mono", "--reverse-steps", "-1"], "argument --reverse-steps: -1 is outside 0.."),
     (["--methods", "mono", "--split", "test"], "no songs in the test split of"),
 ])
 def test_bad_options_end_with_one_error_line_and_no_output(dataset, tmp_path, capsys, argv, message):

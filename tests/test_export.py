@@ -22,21 +22,28 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
+import torch
 
 from mixdown.cli import main
 from mixdown.console import render
+from mixdown.errors import MixdownError
 from mixdown.export.mixsheet import CSV_COLUMNS, mixsheet_csv, mixsheet_text
 from mixdown.export.reaper import (
     REAEQ_BAND_CODES,
     REAPER_FIELDS,
     ReaEQBand,
+    bandwidth_oct_to_q,
     media_paths_for,
     q_to_bandwidth_oct,
     reacomp_state,
     reaeq_state,
+    realimit_state,
     reaper_project,
+    reaverb_state,
+    reverb_impulse_response,
     vst_header,
 )
+from mixdown.export.rpp import params_from_rpp
 from mixdown.multitrack import load_multitrack
 from mixdown.params import (
     SCHEMA,
@@ -226,7 +233,8 @@ def test_rpp_eq_and_compressor_on_reaeq_and_reacomp(exported):
         assert enabled == 1
         assert freq == max(band.freq_hz, 20.0)
         assert gain == pytest.approx(1.0 if band.type.endswith("pass") else 10 ** (band.gain_db / 20), rel=1e-12)
-        assert 1 / band.q == pytest.approx(2 * math.sinh(math.log(2) / 2 * bandwidth), rel=1e-9)
+        w0 = 2 * math.pi * freq / SR  # the Cookbook's digital bandwidth relation, at the project's rate
+        assert 1 / band.q == pytest.approx(2 * math.sinh(math.log(2) / 2 * bandwidth * w0 / math.sin(w0)), rel=1e-9)
     values = decode_reacomp(decode_vst(comp_block)[1])
     comp = params.channel("bass").compressor
     assert 20 * math.log10(values[0]) == pytest.approx(comp.threshold_db, abs=1e-5)
@@ -250,10 +258,132 @@ def test_rpp_reverb_bus_master_and_notes(exported, tmp_path):
     master_db = 20 * math.log10(float(project.first("MASTER_VOLUME")[0]))
     assert master_db == pytest.approx(-16.0 - loudness - 1.5, abs=0.01)
     notes = "\n".join(line[0] for line in project.blocks("NOTES")[0].lines)
-    for expected in ("true-peak limiter at -1 dBTP", "insert a reverb on the track 'Reverb'",
+    for expected in ("true-peak limiter at -1 dBTP", "Track 'Reverb': ReaVerb loading mixdown-reverb-1.6s-20ms-44100Hz.wav",
                      "kick: fader +14.00 dB set to +12 dB", "bass: EQ band 3 at 12 Hz set to 20 Hz",
                      "bass: compressor makeup +9.0 dB set to +6.0 dB"):
         assert expected in notes
+
+
+def test_rpp_reverb_track_loads_the_consoles_impulse_response_and_the_master_has_a_true_peak_limiter(exported):
+    """The file names ReaVerb with an impulse-response file that exists (the console's own response) and
+    ReaLimit on the master, in true-peak mode at the ceiling."""
+    project, stems, _ = exported
+    reverb = project.blocks("TRACK")[-1]
+    (chain,) = reverb.blocks("FXCHAIN")
+    (vst,) = chain.blocks("VST")
+    assert vst.args[:2] == ["VST: ReaVerb (Cockos)", "reaverb.vst.so"]
+    header, state = decode_vst(vst)
+    assert header[:4] == b"bver" and len(state) == struct.unpack_from("<I", header, len(header) - 12)[0]
+    marker = state.index(b"FILELDR\x00")
+    size = struct.unpack_from("<I", state, marker + 8)[0]
+    path = state[marker + 16:marker + 12 + size].rstrip(b"\x00").decode()
+    assert size == 4 + len(path) + 1 and marker + 12 + size == len(state)
+    ir_file = stems.parent / path  # relative to the project's folder
+    assert ir_file.is_file()
+    ir, rate = sf.read(ir_file, dtype="float32", always_2d=True)
+    assert rate == SR
+    expected = reverb_impulse_response(1.6, 20.0, SR)
+    np.testing.assert_array_equal(ir.T, expected)
+    assert np.sum(expected.astype(np.float64) ** 2, axis=1) == pytest.approx([1.0, 1.0], rel=1e-5)
+    assert project.first("MASTER_FX") == ["1"]
+    (master_fx,) = project.blocks("MASTERFXLIST")
+    (limiter,) = master_fx.blocks("VST")
+    assert limiter.args[:2] == ["VST: ReaLimit (Cockos)", "realimit.vst.so"]
+    version, flags, threshold, ceiling = struct.unpack_from("<2i2d", decode_vst(limiter)[1])
+    assert (version, flags & 1, threshold, ceiling) == (3, 1, -1.0, -1.0)
+
+
+# ReaLimit chunks REAPER saved (public REAPER projects): a fresh instance (threshold 0, ceiling 0,
+# true peak off) and one set to threshold 0 dB, ceiling -1 dB, true peak on.
+REAPER_REALIMIT_HEADER = "dG1scu5e7f4CAAAAAQAAAAAAAAACAAAAAAAAAAIAAAABAAAAAAAAAAIAAAAAAAAAMAAAAAEAAAAAABAA"
+REAPER_REALIMIT_STATES = {(0.0, 0.0, False): "AwAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAAAAAAAAAAAAAAAAAD+fduMQw8Y/",
+                          (0.0, -1.0, True): "AwAAAAEAAAAAAAAAAAAAAAAAAAAAAPC/AgAAAAAAAAAAAAAAAAAAAD+fduMQw8Y/"}
+
+
+@pytest.mark.parametrize("settings", list(REAPER_REALIMIT_STATES))
+def test_realimit_state_matches_chunks_reaper_wrote(settings):
+    state = realimit_state(*settings)
+    assert state == base64.b64decode(REAPER_REALIMIT_STATES[settings])
+    assert vst_header(b"tmlr", len(state), 2, chunk=True) == base64.b64decode(REAPER_REALIMIT_HEADER)
+
+
+def test_reaverb_header_matches_a_chunk_reaper_wrote():
+    """The header of a ReaVerb REAPER 7 saved (a fresh instance: 40 bytes of state)."""
+    saved = base64.b64decode("YnZlcu5e7f4CAAAAAQAAAAAAAAACAAAAAAAAAAIAAAABAAAAAAAAAAIAAAAAAAAAKAAAAAEAAAAAABAA")
+    assert vst_header(b"bver", 40, 2, chunk=True) == saved
+    assert reaverb_state("x.wav")[:40] == base64.b64decode("AAAQwcybgD4AAIA/AAAAAAAAgD8AAIA/AAAAPwAAgD8AAIA/AAAAQA==")
+
+
+@pytest.mark.parametrize("band_type", ["highpass", "lowpass", "peak", "low_shelf", "high_shelf"])
+@pytest.mark.parametrize("freq_hz, q", [(30.0, 0.707), (800.0, 2.5), (9000.0, 0.5), (18000.0, 1.0)])
+def test_reaeq_bandwidth_gives_the_consoles_biquad(band_type, freq_hz, q):
+    """Known answer: a biquad whose alpha comes from the exported bandwidth by the Audio EQ Cookbook's
+    digital relation, alpha = sin(w0) sinh(ln2/2 BW w0/sin w0), is the console's biquad (the high-pass too)."""
+    from mixdown.dsp.eq import BAND_TYPE_IDS, biquad_coefficients
+
+    bandwidth = q_to_bandwidth_oct(q, freq_hz, SR)
+    w0 = 2 * math.pi * freq_hz / SR
+    alpha = math.sin(w0) * math.sinh(math.log(2) / 2 * bandwidth * w0 / math.sin(w0))
+    q_from_bandwidth = math.sin(w0) / (2 * alpha)  # the Cookbook's alpha = sin(w0) / (2Q)
+    args = [torch.tensor(v, dtype=torch.float64) for v in (BAND_TYPE_IDS[band_type], freq_hz, 4.0)]
+    b, a = biquad_coefficients(args[0].long(), args[1], args[2], torch.tensor(q, dtype=torch.float64), SR)
+    b2, a2 = biquad_coefficients(args[0].long(), args[1], args[2], torch.tensor(q_from_bandwidth, dtype=torch.float64), SR)
+    np.testing.assert_allclose(torch.cat([b, a]).numpy(), torch.cat([b2, a2]).numpy(), rtol=1e-12, atol=1e-14)
+    assert bandwidth_oct_to_q(bandwidth, freq_hz, SR) == pytest.approx(q, rel=1e-12)
+
+
+def test_names_are_sanitised_so_the_project_stays_valid_rpp(tmp_path):
+    """A stem name with a newline (and every quote character) must not inject lines: the project parses,
+    each track has one NAME, the notes hold no stray lines; a media path with a newline is refused."""
+    _stems_folder(tmp_path / "stems")
+    with pytest.warns(UserWarning, match="padding stems with silence"):
+        multitrack = load_multitrack(tmp_path / "stems")
+    evil = "kick\n  VOLPAN 9 9 9\n>\n<TRACK `x'\"\r"
+    renamed = {"kick": evil}
+    stems = [replace(stem, name=renamed.get(stem.name, stem.name)) for stem in multitrack.stems]
+    multitrack = replace(multitrack, stems=stems)
+    params = _params()
+    params = replace(params, channels=[replace(ch, name=renamed.get(ch.name, ch.name)) for ch in params.channels])
+    paths = {stem.name: f"stems/{stem.path.name}" for stem in multitrack.stems}
+    text = reaper_project(multitrack, params, paths, 0.0, platform="linux").text
+    project = parse_rpp(text)
+    tracks = project.blocks("TRACK")
+    assert len(tracks) == 4 and all(len(t.all("NAME")) == 1 and len(t.all("VOLPAN")) == 1 for t in tracks)
+    name = tracks[1].first("NAME")[0]
+    assert "\n" not in name and "\r" not in name and name.startswith("kick") and "VOLPAN 9 9 9" in name
+    assert all(line[0].startswith("|") for line in project.blocks("NOTES")[0].lines)
+    assert len(text.splitlines()) == len([line for line in text.splitlines() if line.strip()])
+    with pytest.raises(MixdownError, match="control characters"):
+        reaper_project(multitrack, params, {**paths, evil: "stems/kick\nVOLPAN 1.wav"}, 0.0, platform="linux")
+
+
+def test_project_reads_back_as_the_settings(exported):
+    """`params_from_rpp` returns what was exported; the master's loudness gain becomes the trim."""
+    project, stems, _ = exported
+    text = (stems.parent / "song.RPP").read_text()
+    back = params_from_rpp(text, {"bass": False, "kick": False, "overhead": True}, SR)
+    params = _params()
+    master_db = 20 * math.log10(float(project.first("MASTER_VOLUME")[0]))
+    assert back.method == "reaper" and back.master.target_lufs is None
+    assert back.master.gain_db == pytest.approx(master_db, abs=1e-9)
+    assert back.master.ceiling_dbtp == -1.0 and back.master.reverb == params.master.reverb
+    for ch in params.channels:
+        got = back.channel(ch.name)
+        assert got.instrument == ch.instrument and got.mute == ch.mute and got.pan == ch.pan
+        assert got.gain_db == pytest.approx(min(ch.gain_db, 12.0), abs=1e-9)  # kick was clamped at REAPER's +12 dB
+        assert (got.reverb_send_db is None) == (ch.reverb_send_db is None)
+        if ch.reverb_send_db is not None:
+            assert got.reverb_send_db == pytest.approx(ch.reverb_send_db, abs=1e-9)
+        assert (got.compressor is None) == (ch.compressor is None)
+    bass, expected = back.channel("bass"), params.channel("bass")
+    for got_band, band in zip(bass.eq, expected.eq, strict=True):
+        assert got_band.type == band.type and got_band.freq_hz == max(band.freq_hz, 20.0)
+        assert got_band.q == pytest.approx(band.q, rel=1e-9)
+        assert got_band.gain_db == pytest.approx(0.0 if band.type.endswith("pass") else band.gain_db, abs=1e-9)
+    comp = bass.compressor
+    assert (comp.threshold_db, comp.ratio, comp.attack_ms, comp.release_ms, comp.knee_db) == pytest.approx(
+        (-24.0, 4.0, 5.0, 120.0, 6.0), rel=1e-5)
+    assert comp.makeup_db == pytest.approx(20 * math.log10(2.0), abs=1e-5)  # clamped at ReaComp's +6 dB
 
 
 def _other_value(spec, current: float) -> float:
@@ -289,15 +419,24 @@ def test_every_written_field_reaches_the_project(tmp_path, spec):
     assert body(changed) != body(_params())
 
 
-def test_settings_reaper_cannot_hold_are_named_in_the_notes(exported):
-    project, _, _ = exported
+def test_settings_without_an_exact_equivalent_are_in_the_notes_and_the_summary(exported, tmp_path, capsys):
+    project, stems, _ = exported
     notes = "\n".join(line[0] for line in project.blocks("NOTES")[0].lines)
     params = _params()
     unmapped = [spec for spec in SCHEMA if REAPER_FIELDS[spec.tensor].target is None]
-    assert unmapped
     for spec in unmapped:
         value = getattr(_settings_holder(params, spec), spec.key)
         assert REAPER_FIELDS[spec.tensor].note.format(value=value) in notes
+    inexact = {REAPER_FIELDS[name].inexact for name in ("eq_q", "threshold_db", "target_lufs", "ceiling_dbtp",
+                                                        "reverb_decay_s")}
+    assert "" not in inexact
+    for line in inexact:
+        assert f"No exact REAPER equivalent: {line}." in notes
+    (tmp_path / "p.json").write_text(params.to_json())
+    assert main(["export", "reaper", str(stems), str(tmp_path / "p.json"), "-o", str(tmp_path / "again.RPP")]) == 0
+    summary = capsys.readouterr().err
+    for line in inexact:
+        assert f"no exact REAPER equivalent: {line}" in " ".join(summary.split())
 
 
 def test_rpp_is_reproducible_and_names_plugins_per_platform(tmp_path, exported):

@@ -4,9 +4,14 @@ statistics (known answers), results and the server's API (FastAPI TestClient).""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import random
+import re
 import socket
 import sqlite3
+import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +24,22 @@ from fastapi.testclient import TestClient
 from mixdown.cli import main
 from mixdown.errors import MixdownError
 from mixdown.listening.build import build_test
-from mixdown.listening.config import load_config, parse_config
+from mixdown.listening.config import INSTRUCTIONS, load_config, parse_config
 from mixdown.listening.manifest import RESPONSES_NAME, Manifest, SongStimuli
-from mixdown.listening.randomise import participant_trials
+from mixdown.listening.paired import abx_scores, grade_summaries, preferences
+from mixdown.listening.randomise import participant_plan, participant_trials
 from mixdown.listening.results import write_results
 from mixdown.listening.screening import screen_participants
 from mixdown.listening.statistics import holm, pairwise_wilcoxon, summarize
 from mixdown.listening.stimuli import cut_excerpt, make_anchor, match_loudness
-from mixdown.listening.store import DuplicateParticipantError, ResponseStore
+from mixdown.listening.store import (
+    ChoiceRecord,
+    DuplicateParticipantError,
+    GradeRecord,
+    ResponseStore,
+)
 from mixdown.listening.table import RatingsTable
+from mixdown.web.common import allowed_hosts_for
 from mixdown.web.listen.app import TOKEN_HEADER, create_app
 
 SR = 22050
@@ -178,10 +190,91 @@ BASE = {"reference": "ref", "songs": [{"name": "a", "conditions": {"ref": "a.wav
     ({"songs": []}, "non-empty list"),
     ({"anchors": [{"name": "b", "lowpass_hz": 3500}]}, "anchor 'b' has the name of a condition"),
     ({"anchors": [{"name": "x"}]}, "needs lowpass_hz, mono: true, or both"),
+    ({"type": "triangle"}, "type: 'triangle' is not one of mushra, bs1116, ab, abx"),
+    ({"type": ["abx"]}, r"type: \['abx'\] is not one of"),
+    ({"repeats": 3}, "repeats applies to bs1116, ab and abx tests"),
+    ({"type": "abx", "repeats": 0}, "repeats: 0 is outside"),
+    ({"type": "abx", "repeats": True}, "repeats: expected a non-negative integer"),
+    ({"anchors": [{"name": "m", "lowpass_hz": 7000, "level": "high"}]}, "level: 'high' is not one of low, mid"),
+    ({"anchors": [{"name": "m1", "lowpass_hz": 7000, "level": "mid"}, {"name": "m2", "lowpass_hz": 6000,
+                                                                       "level": "mid"}]},
+     "only one anchor can be the mid anchor"),
 ])
 def test_config_errors_name_the_problem(tmp_path, change, message):
     with pytest.raises(MixdownError, match=message):
         parse_config({**BASE, **change}, tmp_path)
+
+
+FUZZ_VALUES = [None, True, 0, -1, 1e400, -1e400, float("nan"), 10**400, "", "x", "../../etc", [], {}, [[]],
+               {"name": "a"}, 3.5, "mushra", "abx", 2**63]
+
+
+def test_config_fuzz_gives_a_config_or_one_clean_error(tmp_path):
+    """#17: 400 seeded mutations of a valid config (values swapped, keys dropped or added) end in a
+    config or a MixdownError naming a key, never another exception."""
+    rng = random.Random(16)
+    valid = {**BASE, "type": "abx", "repeats": 2, "anchors": [{"name": "lp", "lowpass_hz": 7000, "level": "mid"}],
+             "conditions": {"m": {"method": "mono", "seed": 1}}, "songs": [
+                 {"name": "a", "stems": "s", "start_s": 1.0, "conditions": {"ref": "a.wav", "b": "b.wav"}}]}
+    outcomes = Counter()
+    for _ in range(400):
+        data = json.loads(json.dumps(valid))
+        for _ in range(rng.randint(1, 3)):
+            places = []
+
+            def walk(value, path):
+                places.append(path)
+                items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+                for key, child in items:
+                    walk(child, [*path, key])
+
+            walk(data, [])
+            path = rng.choice(places[1:]) if len(places) > 1 else None
+            if path is None:
+                break
+            parent = data
+            for key in path[:-1]:
+                parent = parent[key]
+            action = rng.random()
+            if action < 0.6:
+                parent[path[-1]] = rng.choice(FUZZ_VALUES)
+            elif action < 0.8:
+                del parent[path[-1]]
+            elif isinstance(parent, dict):
+                parent[rng.choice(["extra", "type", "repeats", "level"])] = rng.choice(FUZZ_VALUES)
+        try:
+            parse_config(data, tmp_path)
+            outcomes["config"] += 1
+        except MixdownError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith("config"), str(exc)
+            outcomes["error"] += 1
+    assert outcomes["error"] > 200 and outcomes["config"] > 0, outcomes
+
+
+@pytest.mark.parametrize("test_type", ["mushra", "bs1116", "ab", "abx"])
+def test_config_types_default_anchors_and_instructions(tmp_path, test_type):
+    config = parse_config({**BASE, "type": test_type}, tmp_path)
+    assert config.type == test_type and config.repeats == 1
+    assert [a.name for a in config.anchors] == (["anchor"] if test_type == "mushra" else [])
+    assert config.instructions == INSTRUCTIONS[test_type] and config.mid_anchor is None
+    leveled = parse_config({**BASE, "anchors": [{"name": "lo", "lowpass_hz": 3500, "level": "low"},
+                                                {"name": "mid", "lowpass_hz": 7000, "level": "mid"}]}, tmp_path)
+    assert leveled.mid_anchor == "mid" and leveled.conditions == ("ref", "b", "lo", "mid")
+
+
+def test_example_config_builds_from_the_demo(demo_dir, tmp_path):
+    """configs/listening_test.yaml (shown in the README) is a valid test of the demo's mixes."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "demo").symlink_to(demo_dir, target_is_directory=True)
+    example = Path(__file__).parents[1] / "configs" / "listening_test.yaml"
+    path = tmp_path / "configs" / "listening_test.yaml"
+    path.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    config = load_config(path)
+    assert (config.type, config.reference, config.mid_anchor) == ("mushra", "rules", "mid_anchor")
+    manifest = build_test(config, tmp_path / "test")
+    assert manifest.conditions == ("rules", "mono", "dmc", "random", "low_anchor", "mid_anchor")
+    assert manifest.mid_anchor == "mid_anchor" and manifest.roles["mid_anchor"] == "anchor"
+    assert Manifest.load(tmp_path / "test") == manifest
 
 
 def test_config_file_errors(tmp_path):
@@ -308,6 +401,24 @@ def test_randomisation_is_reproducible_per_participant():
     assert first_slots == set(range(6))  # every condition gets shown first to someone
 
 
+@pytest.mark.parametrize("test_type, per_song", [("bs1116", 3), ("abx", 3), ("ab", 6)])
+def test_participant_plan_of_each_type(test_type, per_song):
+    """4 conditions, the reference at index 1: BS.1116 and ABX pair it with each other condition, AB
+    pairs every two conditions; each item `repeats` times, A/B order and X drawn per trial."""
+    plans = {pid: participant_plan(test_type, 2, 4, 1, 5, pid, repeats=3) for pid in ("p", "q")}
+    assert participant_plan(test_type, 2, 4, 1, 5, " P ", repeats=3) == plans["p"]  # reproducible
+    assert plans["p"] != plans["q"]
+    for trials in plans.values():
+        assert len(trials) == 2 * per_song * 3
+        items = Counter((t.song_index, tuple(sorted(t.condition_order))) for t in trials)
+        assert set(items.values()) == {3} and len(items) == 2 * per_song
+        if test_type != "ab":
+            assert all(1 in t.condition_order for t in trials)
+        assert {t.condition_order[0] for t in trials} == set(range(4))  # A/B order drawn per trial
+        assert all((t.x_slot in (0, 1)) == (test_type == "abx") for t in trials)
+    assert participant_plan("mushra", 2, 4, 1, 5, "p") == participant_trials(2, 4, 5, "p")
+
+
 # ------------------------------------------------------------------ store
 
 
@@ -348,6 +459,30 @@ def test_post_screening_rule(trials, below, excluded):
     results = screen_participants(table_from(rows, ("ref", "x")), "ref")
     assert [(r.participant_id, r.trials, r.reference_below, r.excluded) for r in results] == [
         ("p", trials, below, excluded), ("q", trials, 0, False)]
+
+
+@pytest.mark.parametrize("trials,above,excluded", [
+    (7, 1, False),    # 14.3 %
+    (13, 2, True),    # 15.4 %
+    (20, 3, False),   # exactly 15 %: not more than 15 %
+    (20, 4, True),
+])
+def test_post_screening_mid_anchor_rule(trials, above, excluded):
+    """BS.1534-3: excluded when the mid anchor is rated above 90 in more than 15 % of the items; 90 itself is not above."""
+    rows = {("p", f"s{i}"): {"ref": 100.0, "mid": 95.0 if i < above else 90.0, "x": 50.0} for i in range(trials)}
+    table = table_from(rows, ("ref", "mid", "x"))
+    (result,) = screen_participants(table, "ref", mid_anchor="mid")
+    assert (result.mid_anchor_trials, result.mid_anchor_above, result.excluded) == (trials, above, excluded)
+    (unscreened,) = screen_participants(table, "ref")  # without a mid anchor only the reference rule applies
+    assert not unscreened.excluded and unscreened.mid_anchor_trials == 0
+
+
+def test_summary_interval_is_clipped_to_the_scale():
+    ratings = np.array([100.0, 100.0, 100.0, 90.0, 85.0])
+    raw, clipped = summarize(ratings), summarize(ratings, scale=(0.0, 100.0))
+    assert raw.ci_high > 100.0 and clipped.ci_high == 100.0 and clipped.ci_low == raw.ci_low
+    inside = np.array([60.0, 70.0, 80.0, 90.0, 100.0])
+    assert summarize(inside, scale=(0.0, 100.0)) == summarize(inside)  # clipping changes nothing inside
 
 
 def test_summary_mean_median_and_t_interval():
@@ -467,6 +602,109 @@ def test_results_without_answers_is_a_clear_error(built, tmp_path, capsys):
         write_results(tmp_path, tmp_path / "out")
 
 
+def choice(pid: str, index: int, a: str, b: str, answer: int, x_slot: int | None, song: str = "s") -> ChoiceRecord:
+    return ChoiceRecord(pid, index, song, a, b, answer, x_slot)
+
+
+def test_abx_scores_exact_binomial():
+    """P(K >= k), K ~ Bin(n, 1/2): 8 of 10 right -> (45 + 10 + 1) / 1024; 5 of 5 -> 1/32; 2 of 4 -> 11/16."""
+    records = [choice("p", i, "ref", "q", int(i < 8), 1, song="one" if i < 5 else "two") for i in range(10)]
+    records += [choice("p", 10 + i, "d", "ref", i % 2, i % 2) for i in range(5)]  # always right
+    records += [choice("r", i, "ref", "d", 0, 1 if i < 2 else 0) for i in range(4)]  # right in trials 2 and 3
+    scores = {(s.scope, s.key, s.condition): s for s in abx_scores(records, "ref", ["q", "d"])}
+    q, d = scores[("all", "", "q")], scores[("all", "", "d")]
+    assert (q.n, q.correct) == (10, 8) and q.p_value == pytest.approx(56 / 1024)
+    assert (d.n, d.correct) == (9, 7) and d.p_value == pytest.approx((36 + 9 + 1) / 512)
+    assert scores[("participant", "p", "d")].p_value == pytest.approx(1 / 32)
+    assert scores[("participant", "r", "d")].p_value == pytest.approx(11 / 16)
+    assert (scores[("song", "one", "q")].correct, scores[("song", "two", "q")].correct) == (5, 3)
+
+
+def test_ab_preferences_sign_test_and_holm():
+    """9 of 10 prefer x over y: two-sided p = 2 * 11 / 1024; 2 of 4 prefer y over z: p = 1."""
+    records = [choice("p", i, "x", "y", 0 if i < 9 else 1, None) for i in range(10)]
+    records += [choice("p", 10 + i, "z", "y", i % 2, None) for i in range(4)]
+    tests = preferences(records, ["x", "y", "z"])
+    assert [(t.condition_a, t.condition_b, t.n, t.prefer_a) for t in tests] == [("x", "y", 10, 9), ("y", "z", 4, 2)]
+    assert tests[0].p_value == pytest.approx(22 / 1024) and tests[1].p_value == 1.0
+    assert tests[0].p_holm == pytest.approx(2 * 22 / 1024) and tests[1].p_holm == 1.0
+
+
+def test_bs1116_difference_grades():
+    records = [GradeRecord("p", i, "s", "q", i % 2, ref, grade)
+               for i, (ref, grade) in enumerate([(5.0, 3.0), (5.0, 4.0), (4.5, 5.0), (5.0, 2.0)])]
+    (summary,) = grade_summaries(records, ["ref", "q"])
+    assert summary.difference.mean == pytest.approx((-2 - 1 + 0.5 - 3) / 4)
+    assert summary.grade.mean == pytest.approx(3.5) and summary.reference_below == 1
+    assert -4.0 <= summary.difference.ci_low < summary.difference.mean < summary.difference.ci_high <= 4.0
+
+
+def answer_trial(client: TestClient, headers: dict, manifest: Manifest, index: int) -> int:
+    """Answer trial ``index`` as a listener who hears the 'dull' version and guesses on 'quiet':
+    MUSHRA/BS.1116 rate by condition, AB prefers the earlier condition, ABX is right only for 'dull'.
+    Returns the status code."""
+    info = trial_info(client, headers, index)
+    trial = participant_plan(manifest.test_type, len(manifest.songs), len(manifest.conditions),
+                             manifest.conditions.index(manifest.reference), manifest.seed, "lee",
+                             manifest.repeats)[index]
+    names = [manifest.conditions[c] for c in trial.condition_order]
+    played = [True] * (info["slots"] + (1 if info["x"] else 0))
+    if manifest.test_type == "bs1116":
+        body = {"grades": [5.0 if n == "reference" else {"quiet": 4.5, "dull": 3.0}[n] for n in names], "played": played}
+    elif manifest.test_type == "ab":
+        body = {"choice": int(manifest.conditions.index(names[1]) < manifest.conditions.index(names[0])),
+                "played": played}
+    else:
+        tested = names[0] if names[1] == "reference" else names[1]
+        body = {"choice": trial.x_slot if tested == "dull" else 0, "played": played}
+    return client.post(f"/api/trials/{index}", headers=headers, json=body).status_code
+
+
+@pytest.mark.parametrize("test_type", ["bs1116", "ab", "abx"])
+def test_paired_test_types_end_to_end(file_test, tmp_path, test_type, capsys):
+    """Build a BS.1116 / AB / ABX test, answer every trial through the API, then `listen results`."""
+    folder, config = file_test
+    config = {**config, "type": test_type, "repeats": 2}
+    build_test(load_config(save_config(folder, config)), folder / "test")
+    manifest = Manifest.load(folder / "test")
+    assert (manifest.test_type, manifest.repeats, manifest.conditions) == (test_type, 2, ("reference", "quiet", "dull"))
+    client = client_for(folder / "test")
+    assert client.get("/api/test").json()["type"] == test_type
+    headers = start(client, "lee")
+    count = client.get("/api/session", headers=headers).json()["trials"]
+    assert count == 2 * 2 * (3 if test_type == "ab" else 2)
+    info = trial_info(client, headers, 0)
+    assert info["slots"] == 2 and (info["known"] is not None) == (test_type == "bs1116")
+    assert (info["x"] is not None) == (test_type == "abx")
+    bad = client.post("/api/trials/0", headers=headers,
+                      json={"choice": True, "played": [True] * 3} if test_type != "bs1116"
+                      else {"grades": [5.0, 0.5], "played": [True, True]})
+    assert bad.status_code == 422
+    for index in range(count):
+        assert answer_trial(client, headers, manifest, index) == 200
+    assert client.post("/api/finish", headers=headers, json={}).json()["finished"]
+    assert main(["listen", "results", str(folder / "test"), "-o", str(tmp_path / "out")]) == 0
+    summary = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
+    report = (tmp_path / "out" / "report.md").read_text()
+    if test_type == "abx":
+        overall = {r["condition"]: r for r in summary if r["scope"] == "all"}
+        assert (overall["dull"]["n"], overall["dull"]["correct"]) == ("4", "4")
+        assert float(overall["dull"]["p_value"]) == pytest.approx(1 / 16)
+        assert "binomial" in report and "ABX" in capsys.readouterr().out
+    elif test_type == "ab":
+        pairs = {(r["condition_a"], r["condition_b"]): r for r in summary}
+        assert set(pairs) == {("reference", "quiet"), ("reference", "dull"), ("quiet", "dull")}
+        assert all(r["n"] == "4" and r["prefer_a"] == "4" for r in pairs.values())
+        assert float(pairs[("reference", "dull")]["p_value"]) == pytest.approx(2 / 16)
+    else:
+        rows = {r["condition"]: r for r in summary}
+        assert float(rows["dull"]["mean_difference"]) == pytest.approx(-2.0)
+        assert float(rows["quiet"]["mean_difference"]) == pytest.approx(-0.5)
+        assert rows["dull"]["n"] == "4" and "difference grade" in report
+    answers = list(csv.DictReader((tmp_path / "out" / "answers.csv").open()))
+    assert len(answers) == count
+
+
 # ------------------------------------------------------------------ server API
 
 
@@ -486,25 +724,79 @@ def submit(client: TestClient, headers: dict, index: int, ratings=(100, 40, 60, 
                        json={"ratings": list(ratings), "played": list(played), "comment": comment})
 
 
+def samples_of(wav: bytes) -> np.ndarray:
+    """24-bit WAV bytes -> integer samples (LSB units), ``(frames, channels)``."""
+    audio, _ = sf.read(io.BytesIO(wav), dtype="int32", always_2d=True)
+    return audio >> 8
+
+
+def assert_same_audio(wav: bytes, path: Path) -> None:
+    """The served excerpt is the stored one up to the +-1 LSB dither (#18: bytes of its own)."""
+    served, stored = samples_of(wav), samples_of(path.read_bytes())
+    assert served.shape == stored.shape and np.max(np.abs(served - stored)) <= 1
+
+
+def trial_info(client: TestClient, headers: dict, index: int) -> dict:
+    response = client.get(f"/api/trials/{index}", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def test_api_serves_slots_blind_in_the_participants_order(built):
+    """Behaviour changed by #18: audio comes from opaque per-participant URLs, dithered (within 1 LSB
+    of the stored excerpt, never its bytes), and a trial is served once the one before is answered."""
     client = client_for(built)
     headers = start(client, "ann")
     manifest = Manifest.load(built)
     trials = participant_trials(2, 4, manifest.seed, "ann")
+    assert client.get("/api/trials/1", headers=headers).status_code == 409  # trial 2 before trial 1 is answered
     for index, trial in enumerate(trials):
-        info = client.get(f"/api/trials/{index}", headers=headers).json()
-        assert info["slots"] == 4 and info["duration_s"] == 2.0
+        info = trial_info(client, headers, index)
+        assert info["slots"] == 4 and info["duration_s"] == 2.0 and info["type"] == "mushra"
         song = manifest.songs[trial.song_index]
         for slot, condition in enumerate(trial.condition_order):
-            audio = client.get(f"/api/trials/{index}/audio/{slot}", headers=headers)
+            audio = client.get("/" + info["slot_urls"][slot], headers=headers)
             assert audio.headers["content-type"] == "audio/wav"
-            assert audio.content == (built / song.files[manifest.conditions[condition]]).read_bytes()
-        reference = client.get(f"/api/trials/{index}/audio/reference", headers=headers).content
-        assert reference == (built / song.files["reference"]).read_bytes()
-    assert "reference" not in json.dumps(client.get("/api/trials/0", headers=headers).json())
-    assert client.get("/api/trials/0/audio/9", headers=headers).status_code == 404
+            assert_same_audio(audio.content, built / song.files[manifest.conditions[condition]])
+            assert audio.content != (built / song.files[manifest.conditions[condition]]).read_bytes()
+        reference = client.get("/" + info["known"], headers=headers).content
+        assert_same_audio(reference, built / song.files["reference"])
+        if index == 0:
+            assert submit(client, headers, 0).status_code == 200
+    assert "reference" not in json.dumps(trial_info(client, headers, 0))
+    assert client.get("/api/audio/AAAAAAAAAAAAAAAAAAAAAAAA", headers=headers).status_code == 404
+    assert client.get("/" + trial_info(client, headers, 0)["known"]).status_code == 401  # needs the token
     assert client.get("/api/trials/5", headers=headers).status_code == 404
     assert client.get("/api/session").status_code == 401
+
+
+def test_hidden_reference_cannot_be_told_from_urls_or_headers(built):
+    """#18: the open reference and its hidden copy differ in URL and bytes, never in headers."""
+    client = client_for(built)
+    manifest = Manifest.load(built)
+    urls_of = {}
+    for participant in ("eve", "fay"):
+        headers = start(client, participant)
+        info = trial_info(client, headers, 0)
+        urls = [info["known"], *info["slot_urls"]]
+        urls_of[participant] = urls
+        assert all(re.fullmatch(r"api/audio/[A-Za-z0-9_-]{24}", url) for url in urls), urls
+        assert not any(name in url for url in urls for name in manifest.conditions)
+        responses = [client.get("/" + url, headers=headers) for url in urls]
+        header_sets = [{k: v for k, v in r.headers.items() if k != "date"} for r in responses]
+        assert all(h == header_sets[0] for h in header_sets), header_sets
+        assert not {"etag", "last-modified", "content-disposition"} & set(header_sets[0])
+        assert header_sets[0]["cache-control"] == "no-store"
+        trial = participant_trials(2, 4, manifest.seed, participant)[0]
+        hidden = 1 + trial.condition_order.index(manifest.conditions.index("reference"))
+        assert len({r.content for r in responses}) == len(responses)  # no two responses share their bytes
+        difference = samples_of(responses[0].content) - samples_of(responses[hidden].content)
+        assert np.max(np.abs(difference)) <= 2 and np.any(difference)  # the same excerpt, +-1 LSB dither each
+        again = client.get("/" + urls[hidden], headers=headers).content
+        assert again == responses[hidden].content  # deterministic per URL
+    assert not set(urls_of["eve"]) & set(urls_of["fay"])  # per participant
+    fay = {TOKEN_HEADER: ResponseStore(built / RESPONSES_NAME).participants()[1].token}
+    assert client.get("/" + urls_of["eve"][0], headers=fay).status_code == 404  # not someone else's
 
 
 def test_api_duplicate_participant_and_bad_ids(built):
@@ -537,17 +829,113 @@ def test_api_trial_submission_rules_and_idempotence(built):
 def test_api_server_restart_mid_test_resumes(built):
     first = client_for(built)
     headers = start(first, "dee")
-    before = first.get("/api/trials/1/audio/2", headers=headers).content
     assert submit(first, headers, 0).status_code == 200
+    url = trial_info(first, headers, 1)["slot_urls"][2]
+    before = first.get("/" + url, headers=headers).content
     restarted = client_for(built)  # a new app process on the same folder
     assert restarted.get("/api/session", headers=headers).json() == {
         "participant_id": "dee", "trials": 2, "next_trial": 1, "finished": False}
-    assert restarted.get("/api/trials/1/audio/2", headers=headers).content == before
+    assert trial_info(restarted, headers, 1)["slot_urls"][2] == url  # the URLs survive a restart
+    assert restarted.get("/" + url, headers=headers).content == before
     assert submit(restarted, headers, 1).status_code == 200
     done = restarted.post("/api/finish", headers=headers, json={"comment": "thanks"}).json()
     assert done["finished"] and done["next_trial"] is None
     stored = ResponseStore(built / RESPONSES_NAME)
     assert len(stored.ratings()) == 8 and stored.participants()[0].comment == "thanks"
+
+
+@pytest.mark.parametrize("ratings, message", [
+    ([100, True, 60, 10], "ratings[1]: True is not a number"),
+    ([100, "40", 60, 10], "ratings[1]: '40' is not a number"),
+    ([100, 40, None, 10], "ratings[2]: None is not a number"),
+    ([100, 40, 60, -0.5], "ratings[3]: -0.5 is outside 0 to 100"),
+    ({"a": 1}, "ratings: expected a list of 4 numbers"),
+])
+def test_api_ratings_are_numbers_in_range(built, ratings, message):
+    client = client_for(built)
+    headers = start(client, "gil")
+    response = client.post("/api/trials/0", headers=headers, json={"ratings": ratings, "played": [True] * 4})
+    assert response.status_code == 422 and message in response.json()["detail"], response.text
+    assert ResponseStore(built / RESPONSES_NAME).ratings() == []
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"ratings": [100, 40, 60, 1e400], "played": [true, true, true, true]}', "ratings[3]: not a finite number"),
+    (b'{"ratings": [100, 40, 60, 1' + b"0" * 400 + b'], "played": [true, true, true, true]}',
+     "ratings[3]: 100000000000...(401 digits) is too large"),
+    (b'{"ratings": [NaN, 40, 60, 10], "played": [true, true, true, true]}', "ratings[0]: not a finite number"),
+    (b'{"ratings": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested deeper than 32 levels"),
+    (b'{"ratings": [100, 40, 60, 10], "played": [true, true, true, true], "extra": 1}', "extra: unknown field"),
+    (b"[1, 2", "not valid JSON"),
+])
+def test_api_malformed_bodies_are_4xx_naming_the_field(built, body, message):
+    client = client_for(built)
+    headers = start(client, "hal")
+    response = client.post("/api/trials/0", headers={**headers, "content-type": "application/json"}, content=body)
+    assert response.status_code in (413, 422) and message in response.json()["detail"], response.text
+
+
+def test_api_trials_in_order_and_frozen_after_finishing(built):
+    client = client_for(built)
+    headers = start(client, "ivy")
+    assert submit(client, headers, 0, ratings=(100, 40, 60, 10)).status_code == 200
+    changed = submit(client, headers, 0, ratings=(100, 41, 60, 10))
+    assert changed.status_code == 409 and "trial 1 is already submitted" in changed.json()["detail"]
+    assert submit(client, headers, 0, ratings=(100, 40, 60, 10)).status_code == 200  # a retry: same answer
+    assert submit(client, headers, 1).status_code == 200
+    assert client.post("/api/finish", headers=headers, json={"comment": "done"}).json()["finished"]
+    for index in (0, 1):
+        late = submit(client, headers, index)
+        assert late.status_code == 409 and "your answers are final" in late.json()["detail"]
+    again = client.post("/api/finish", headers=headers, json={"comment": "changed"})
+    assert again.status_code == 200 and again.json()["finished"]
+    store = ResponseStore(built / RESPONSES_NAME)
+    assert store.participants()[0].comment == "done"
+    assert sorted(r.rating for r in store.ratings() if r.trial_index == 0) == [10.0, 40.0, 60.0, 100.0]
+
+
+def test_api_concurrent_submissions_keep_the_order(built):
+    """Twenty threads race to submit both trials: exactly one write per trial, trial 2 only after trial 1."""
+    client = client_for(built)
+    headers = start(client, "jo")
+    results: list[tuple[int, int]] = []
+
+    def post(index: int) -> None:
+        results.append((index, submit(client, headers, index).status_code))
+
+    threads = [threading.Thread(target=post, args=(i % 2,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(code in (200, 409) for _, code in results)
+    store = ResponseStore(built / RESPONSES_NAME)
+    assert {t.trial_index for t in store.trials()} <= {0, 1} and len(store.trials()) == len({t.trial_index for t in
+                                                                                              store.trials()})
+    assert len(store.ratings()) == 4 * len(store.trials())
+
+
+def test_api_refuses_cross_origin_and_non_json_requests(built):
+    client = client_for(built)
+    body = {"participant_id": "kim"}
+    cross = client.post("/api/participants", json=body, headers={"origin": "http://evil.example"})
+    assert cross.status_code == 403 and "cross-origin" in cross.json()["detail"]
+    referer = client.post("/api/participants", json=body, headers={"referer": "http://evil.example/page"})
+    assert referer.status_code == 403
+    plain = client.post("/api/participants", content=json.dumps(body), headers={"content-type": "text/plain"})
+    assert plain.status_code == 415 and "application/json" in plain.json()["detail"]
+    form = client.post("/api/participants", data=body)
+    assert form.status_code == 415
+    assert ResponseStore(built / RESPONSES_NAME).participants() == []
+    same = client.post("/api/participants", json=body, headers={"origin": "http://testserver"})
+    assert same.status_code == 201
+
+
+def test_api_host_header_check(built):
+    client = TestClient(create_app(built, allowed_hosts=allowed_hosts_for("127.0.0.1")))
+    assert client.get("/api/test").status_code == 400  # TestClient's host is "testserver"
+    assert client.get("/api/test", headers={"host": "127.0.0.1:8000"}).status_code == 200
+    assert client.get("/api/test", headers={"host": "rebound.example:8000"}).status_code == 400
 
 
 def test_app_refuses_incomplete_test(built):

@@ -112,12 +112,25 @@ def test_loudness_difference_is_the_console_meter():
 
 @pytest.mark.parametrize("target_db", [-5.0, 0.0, 10.0, 30.0])
 def test_si_sdr_of_reference_plus_orthogonal_noise(target_db):
+    """Per channel, averaged: channels at target +- 3 dB average to the target, whatever each channel's scale."""
     reference = song_like(3)
     distortion = noise(4)
-    distortion -= (distortion.ravel() @ reference.ravel()) / (reference.ravel() @ reference.ravel()) * reference
-    distortion *= math.sqrt(np.sum(reference**2) / np.sum(distortion**2) / 10.0 ** (target_db / 10.0))
-    # scaling the estimate must not matter
-    assert si_sdr_db(0.3 * (reference + distortion), reference) == pytest.approx(target_db, abs=1e-6)
+    for channel, offset_db in ((0, 3.0), (1, -3.0)):
+        r, d = reference[channel], distortion[channel]
+        d -= (d @ r) / (r @ r) * r
+        d *= math.sqrt((r @ r) / (d @ d) / 10.0 ** ((target_db + offset_db) / 10.0))
+    # scaling the estimate, each channel differently, must not matter
+    estimate = np.array([[0.3], [2.0]]) * (reference + distortion)
+    assert si_sdr_db(estimate, reference) == pytest.approx(target_db, abs=1e-6)
+
+
+def test_si_sdr_is_the_mean_of_the_channels_not_one_projection():
+    reference, estimate = song_like(7), song_like(7) + 0.3 * noise(8)
+    per_channel = [si_sdr_db(estimate[c:c + 1], reference[c:c + 1]) for c in range(2)]
+    assert si_sdr_db(estimate, reference) == pytest.approx(sum(per_channel) / 2, abs=1e-12)
+    mono_left = reference.copy()
+    mono_left[1] = 0.0  # a silent reference channel is left out, not an error
+    assert si_sdr_db(estimate, mono_left) == pytest.approx(per_channel[0], abs=1e-12)
 
 
 def test_si_sdr_edge_cases():

@@ -367,3 +367,33 @@ def test_info_table_streams_file_backed_stems(write_stem, make_sine):
     assert [row["instrument"] for row in rows] == ["guitar", "kick", "vocal"]
     assert all(np.isfinite(row["loudness_lufs"]) for row in rows)
     assert sf.info(mt.stems[0].path).channels == rows[0]["channels"]
+
+
+def test_temporary_files_of_interrupted_writes_are_not_stems(tmp_path, write_stem, make_sine):
+    write_stem("kick.wav", make_sine(seconds=0.2, sample_rate=8000), 8000)
+    write_stem("mix.mixdown-partial-123-0123abcd.wav", make_sine(seconds=0.2, sample_rate=8000), 8000)
+    assert load_multitrack(tmp_path).names == ["kick"]
+
+
+@pytest.mark.parametrize(("rate", "given"), [(384000, None), (7999, None), (44100, 1000), (44100, 10**9)])
+def test_a_rate_mixdown_does_not_mix_at_is_refused_with_the_fix(tmp_path, write_stem, make_sine, rate, given):
+    write_stem("kick.wav", make_sine(seconds=0.2, sample_rate=rate), rate)
+    with pytest.raises(AudioError, match=r"8000\.\.192000 Hz"):
+        load_multitrack(tmp_path, sample_rate=given)
+    if given is None:
+        target = min(max(rate, 8000), 192000)
+        assert load_multitrack(tmp_path, sample_rate=target).sample_rate == target
+
+
+def test_truncated_stem_is_refused_unless_allowed(tmp_path, write_stem, make_sine):
+    path = write_stem("kick.wav", make_sine(seconds=0.5, sample_rate=8000), 8000, subtype="PCM_16")
+    write_stem("bass.wav", make_sine(seconds=0.5, sample_rate=8000), 8000)
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(AudioError, match="kick.wav is truncated"):
+        load_multitrack(tmp_path)
+    with pytest.warns(UserWarning, match="kick.wav is truncated"):
+        multitrack = load_multitrack(tmp_path, allow_truncated=True)
+    assert multitrack.num_frames == 4000  # the truncated stem is padded like a short one
+    with pytest.warns(UserWarning, match="kick.wav is truncated"):
+        streamed = load_multitrack(tmp_path, allow_truncated=True, in_memory=False)
+    np.testing.assert_array_equal(streamed.to_array(), multitrack.to_array())

@@ -16,8 +16,8 @@ from mixdown.dsp.reverb import impulse_response
 from mixdown.errors import ParamsError
 from mixdown.params import (
     MAX_FREQ_FRACTION,
-    SCHEMA_VERSION,
     SCHEMA,
+    SCHEMA_VERSION,
     SPECS,
     ChannelParams,
     CompressorParams,
@@ -235,3 +235,114 @@ def test_check_matches_names_missing_and_extra_stems():
     with pytest.raises(ParamsError, match=r"no settings for stems \['bass'\]; settings for unknown stems \['gtr'\]"):
         params.check_matches(["kick", "bass"])
     assert [ch.name for ch in params.ordered_like(["gtr", "kick"]).channels] == ["gtr", "kick"]
+
+
+# ------------------------------------------------------------------ malformed files: one ParamsError each
+
+
+def _nested_keys(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def test_written_files_state_every_key():
+    """Every key is written, nulls included, so that no key of a written file takes a silent default."""
+    data = json.loads(full_params().to_json())
+    assert set(data) == _nested_keys(ConsoleParams) and set(data["master"]) == _nested_keys(MasterParams)
+    assert set(data["master"]["reverb"]) == _nested_keys(ReverbParams)
+    for channel in data["channels"]:
+        assert set(channel) == _nested_keys(ChannelParams)
+        for band in channel["eq"]:
+            assert set(band) == _nested_keys(EQBand)
+    assert set(data["channels"][0]["compressor"]) == _nested_keys(CompressorParams)
+    assert data["channels"][1]["compressor"] is None and data["master"]["target_lufs"] is None
+
+
+def _key_paths(data, prefix=""):
+    """Every ``(path, container, key)`` of a settings dict (list items by index)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield f"{prefix}{key}", data, key
+            yield from _key_paths(value, f"{prefix}{key}.")
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _key_paths(item, f"{prefix[:-1]}[{i}].")
+
+
+def test_every_key_but_the_labels_is_required_by_name():
+    """#18: a deleted key is an error naming it, never a default (``ceiling_dbtp`` gone is not "limiter off")."""
+    optional = {"method", "version", "instrument"}
+    data = full_params().to_dict()
+    checked = 0
+    for path, _, key in list(_key_paths(data)):
+        edited = json.loads(json.dumps(data))
+        container = edited
+        for part in path.replace("[", ".[").split(".")[:-1]:
+            container = container[int(part[1:-1])] if part.startswith("[") else container[part]
+        del container[key]
+        if key in optional:
+            ConsoleParams.from_dict(edited)
+            continue
+        with pytest.raises(ParamsError, match=f"missing '{key}'"):
+            ConsoleParams.from_dict(edited)
+        checked += 1
+    assert checked > 30
+
+
+def test_labels_may_be_left_out_and_take_their_documented_defaults():
+    data = full_params().to_dict()
+    for key in ("method", "version"):
+        del data[key]
+    del data["channels"][0]["instrument"]
+    params = ConsoleParams.from_dict(data)
+    assert (params.method, params.version, params.channels[0].instrument) == ("manual", SCHEMA_VERSION, "other")
+
+
+@pytest.mark.parametrize("value", [None, 5, "piano", ["kick"], ""])
+def test_instrument_is_one_of_the_classes(value):
+    data = full_params().to_dict()
+    data["channels"][1]["instrument"] = value
+    with pytest.raises(ParamsError, match=r"channels\[1\] \(bass\)\.instrument: .* is not an instrument class"):
+        ConsoleParams.from_dict(data)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    pytest.param("[" * 100000 + "]" * 100000, "nested more than", id="100000-deep-array"),
+    pytest.param('{"channels": ' + "[" * 40 + "]" * 40 + "}", "nested more than", id="40-deep"),
+    pytest.param('{"a": "' + "[" * 100000 + '"}', "unknown key", id="brackets-in-a-string"),
+    pytest.param("1" * 5000, "expected an object", id="5000-digit-integer"),
+    pytest.param("{" * 3 + "\x00", "not valid JSON", id="garbage"),
+    pytest.param("", "not valid JSON", id="empty"),
+])
+def test_malformed_text_is_one_error(text, message):
+    with pytest.raises(ParamsError, match=message):
+        ConsoleParams.from_json(text, source="f.json")
+
+
+@pytest.mark.parametrize("literal", ["1" + "0" * 400, "-1" + "0" * 400, "1e400", "-1e400", "1" + "0" * 20])
+def test_huge_numbers_are_range_errors_naming_the_field(literal):
+    text = json.dumps(full_params().to_dict()).replace('"gain_db": -4.25', f'"gain_db": {literal}', 1)
+    assert literal in text
+    with pytest.raises(ParamsError, match=r"channels\[0\] \(snare\)\.gain_db: "):
+        ConsoleParams.from_json(text, source="f.json")
+
+
+def test_list_lengths_are_capped_before_the_items_are_read():
+    from mixdown.params import MAX_CHANNELS, MAX_EQ_BANDS
+
+    data = full_params().to_dict()
+    data["channels"] = [dict(data["channels"][1], name=f"c{i}") for i in range(MAX_CHANNELS + 1)]
+    with pytest.raises(ParamsError, match=rf"channels: {MAX_CHANNELS + 1} items; at most {MAX_CHANNELS}"):
+        ConsoleParams.from_dict(data)
+    data = full_params().to_dict()
+    data["channels"][0]["eq"] = [None] * 1_000_000  # refused by length, not item by item
+    with pytest.raises(ParamsError, match=rf"eq: 1000000 items; at most {MAX_EQ_BANDS}"):
+        ConsoleParams.from_dict(data)
+
+
+def test_a_huge_file_is_refused_unread(tmp_path):
+    from mixdown.limits import MAX_SETTINGS_BYTES
+
+    path = tmp_path / "big.json"
+    path.write_bytes(b" " * (MAX_SETTINGS_BYTES + 1))
+    with pytest.raises(ParamsError, match="larger than"):
+        ConsoleParams.load(path)

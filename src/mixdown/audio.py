@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import re
+import secrets
+import struct
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from mixdown.errors import AudioError
+from mixdown.errors import AudioError, MixdownError
+from mixdown.limits import MAX_FILE_RATE_HZ, MIN_FILE_RATE_HZ
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +33,13 @@ SUPPORTED_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff")
 _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
 _RESAMPLE_QUALITY = "HQ"
 
-# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+PARTIAL_PATTERN = re.compile(r"^.*\.mixdown-partial-(?P<pid>[0-9]+)-[0-9a-f]{8}(\.[^.]*)?$")
+"""Names of the temporary files of `atomic_path`: ``NAME.mixdown-partial-PID-XXXXXXXX.EXT``.
+
+Visible on purpose: a run killed before it could clean up (SIGKILL, power loss) leaves
+one in the output's folder, where anyone can see it and the next write into that
+folder removes it (`sweep_partial_files`) once process PID is gone. Stem folders and
+datasets skip these names."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +50,21 @@ class AudioInfo:
         path: The file.
         sample_rate: Sample rate in Hz.
         channels: Number of channels (1 or 2).
-        frames: Number of samples per channel.
+        frames: Number of samples per channel (that the file holds).
+        declared_frames: What the header promises (WAV and AIFF), or None where it
+            says nothing more than ``frames``; not compared.
     """
 
     path: Path
     sample_rate: int
     channels: int
     frames: int
+    declared_frames: int | None = field(default=None, compare=False)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the header promises more frames than the file holds."""
+        return self.declared_frames is not None and self.declared_frames > self.frames
 
     @property
     def duration_s(self) -> float:
@@ -56,25 +72,42 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def probe_audio(path: str | os.PathLike) -> AudioInfo:
+def probe_audio(path: str | os.PathLike, allow_truncated: bool = False) -> AudioInfo:
     """Read an audio file's header and check that mixdown can use it.
 
     Args:
         path: Audio file.
+        allow_truncated: Accept a file that holds fewer frames than its header says
+            (cut short by a failed copy or download), as the frames it holds, with a
+            ``UserWarning``; otherwise it is an error.
 
     Returns:
         The file's :class:`AudioInfo`.
 
     Raises:
-        AudioError: If the file is missing, unreadable or corrupt, has no frames, or
-            has more than two channels.
+        AudioError: If the file is missing, unreadable or corrupt, truncated, has no
+            frames, more than two channels or a rate outside
+            `mixdown.limits.MIN_FILE_RATE_HZ`..`mixdown.limits.MAX_FILE_RATE_HZ`.
     """
-    path = Path(path)
+    result = _probe(Path(path))
+    if result.truncated:
+        message = (f"{result.path} is truncated: its header promises {result.declared_frames} frames, "
+                   f"the file holds {result.frames}")
+        if not allow_truncated:
+            raise AudioError(f"{message} (pass --allow-truncated to use what it holds)")
+        warnings.warn(f"{message}; using those", UserWarning, stacklevel=2)
+    return result
+
+
+def _probe(path: Path) -> AudioInfo:
+    """`probe_audio` without the truncation policy (the header's promise is in the result)."""
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
         info = sf.info(str(path))
     except RuntimeError as err:  # soundfile.LibsndfileError subclasses RuntimeError
+        raise AudioError(f"{path}: cannot read audio ({_one_line(err)})") from err
+    except (OSError, ValueError, OverflowError) as err:
         raise AudioError(f"{path}: cannot read audio ({_one_line(err)})") from err
     if info.frames <= 0:
         raise AudioError(f"{path}: contains no audio frames")
@@ -82,11 +115,75 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(
             f"{path} has {info.channels} channels; mixdown takes mono or stereo stems"
         )
-    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+    if not MIN_FILE_RATE_HZ <= info.samplerate <= MAX_FILE_RATE_HZ:
+        raise AudioError(
+            f"{path}: sample rate {info.samplerate} Hz; mixdown reads files at "
+            f"{MIN_FILE_RATE_HZ}..{MAX_FILE_RATE_HZ} Hz"
+        )
+    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), _declared_frames(path))
+
+
+_MAX_CHUNKS = 4096  # chunks walked in a RIFF / AIFF header before giving up
+
+
+def _declared_frames(path: Path) -> int | None:
+    """Frames a WAV (RIFF, RIFX, RF64) or AIFF header declares; None for other formats or unknown sizes."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+            if len(head) < 12:
+                return None
+            kind, form = head[:4], head[8:12]
+            if kind in (b"RIFF", b"RIFX", b"RF64") and form == b"WAVE":
+                return _wav_frames(file, "<" if kind != b"RIFX" else ">", kind == b"RF64")
+            if kind == b"FORM" and form in (b"AIFF", b"AIFC"):
+                return _aiff_frames(file)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def _chunks(file, order: str) -> Iterator[tuple[bytes, int, int]]:
+    """``(id, size, data offset)`` of the chunks after a 12-byte RIFF/AIFF header."""
+    offset = 12
+    for _ in range(_MAX_CHUNKS):
+        file.seek(offset)
+        header = file.read(8)
+        if len(header) < 8:
+            return
+        chunk, size = header[:4], struct.unpack(order + "I", header[4:])[0]
+        yield chunk, size, offset + 8
+        offset += 8 + size + (size & 1)
+
+
+def _wav_frames(file, order: str, rf64: bool) -> int | None:
+    block_align, data_size = None, None
+    for chunk, size, start in _chunks(file, order):
+        if chunk == b"ds64" and rf64:
+            file.seek(start + 8)
+            data_size = struct.unpack(order + "Q", file.read(8))[0]
+        elif chunk == b"fmt ":
+            file.seek(start + 12)
+            block_align = struct.unpack(order + "H", file.read(2))[0]
+        elif chunk == b"data":
+            if not rf64 or data_size is None:
+                data_size = size
+            break
+    if not block_align or data_size is None or data_size in (0, 0xFFFFFFFF):
+        return None  # streamed WAVs write 0 or 0xFFFFFFFF for "unknown"
+    return data_size // block_align
+
+
+def _aiff_frames(file) -> int | None:
+    for chunk, _size, start in _chunks(file, ">"):
+        if chunk == b"COMM":
+            file.seek(start + 2)
+            return struct.unpack(">I", file.read(4))[0] or None
+    return None
 
 
 def load_audio(
-    path: str | os.PathLike, sample_rate: int | None = None
+    path: str | os.PathLike, sample_rate: int | None = None, allow_truncated: bool = False
 ) -> tuple[np.ndarray, int]:
     """Load a whole audio file.
 
@@ -94,6 +191,7 @@ def load_audio(
         path: Audio file.
         sample_rate: Target rate in Hz; the audio is resampled with :func:`resample`
             when it differs from the file's rate. ``None`` keeps the file's rate.
+        allow_truncated: See :func:`probe_audio`.
 
     Returns:
         ``(audio, rate)``: float32 audio of shape ``(channels, samples)`` and its
@@ -103,11 +201,16 @@ def load_audio(
     Raises:
         AudioError: As :func:`probe_audio`, or if the file contains NaN or inf.
     """
-    info = probe_audio(path)
+    info = probe_audio(path, allow_truncated=allow_truncated)
     try:
         data, rate = sf.read(str(info.path), dtype="float32", always_2d=True)
-    except RuntimeError as err:
+    except (RuntimeError, OSError, ValueError) as err:
         raise AudioError(f"{info.path}: cannot read audio ({_one_line(err)})") from err
+    if len(data) < info.frames and not allow_truncated:
+        raise AudioError(f"{info.path} is truncated: its header promises {info.frames} frames, "
+                         f"the file holds {len(data)} (pass --allow-truncated to use what it holds)")
+    if len(data) == 0:
+        raise AudioError(f"{info.path}: contains no audio frames")
     audio = np.ascontiguousarray(data.T)
     _check_finite(audio, info.path)
     if sample_rate is not None and sample_rate != rate:
@@ -169,13 +272,16 @@ class ChunkedReader:
         sample_rate: Output sample rate in Hz.
         total_frames: Output length in frames at ``sample_rate``.
 
+    Truncation is not checked here (the multitrack's loader did, see :func:`probe_audio`):
+    a file that holds fewer frames than its header says is padded like a short one.
+
     Raises:
         AudioError: As :func:`probe_audio`; :meth:`read` raises it if the file
-            contains NaN or inf.
+            contains NaN or inf or cannot be decoded.
     """
 
     def __init__(self, path: str | os.PathLike, sample_rate: int, total_frames: int):
-        self.info = probe_audio(path)
+        self.info = _probe(Path(path))
         self.sample_rate = sample_rate
         self.channels = self.info.channels
         self._remaining = total_frames
@@ -195,7 +301,7 @@ class ChunkedReader:
         self._eof = False
         try:
             self._file = sf.SoundFile(str(self.info.path))
-        except RuntimeError as err:
+        except (RuntimeError, OSError, ValueError) as err:
             raise AudioError(
                 f"{self.info.path}: cannot read audio ({_one_line(err)})"
             ) from err
@@ -229,7 +335,10 @@ class ChunkedReader:
 
     def _next_block(self, frames_in: int) -> np.ndarray:
         """Read up to ``frames_in`` source frames; return them at the target rate."""
-        block = self._file.read(frames_in, dtype="float32", always_2d=True)
+        try:
+            block = self._file.read(frames_in, dtype="float32", always_2d=True)
+        except (RuntimeError, OSError, ValueError) as err:
+            raise AudioError(f"{self.info.path}: cannot read audio ({_one_line(err)})") from err
         _check_finite(block, self.info.path)
         self._eof = len(block) < frames_in
         if self._stream is None:
@@ -251,27 +360,82 @@ class ChunkedReader:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write, then move it onto ``path`` atomically.
 
-    The temporary file is hidden, lives in ``path``'s directory and has the same
-    extension. If the body raises, it is removed and ``path`` is left untouched.
+    The temporary file lives in ``path``'s folder, with a visible name that ends in the
+    same extension (`PARTIAL_PATTERN`). If the body raises (KeyboardInterrupt and the
+    CLI's SIGTERM included), it is removed and ``path`` is left untouched; if the
+    process is killed outright, the next `atomic_path` into that folder removes it
+    (`sweep_partial_files`).
 
     Args:
         path: Final destination.
 
     Yields:
         The temporary path to write to.
+
+    Raises:
+        MixdownError: If the temporary file cannot be created or moved into place
+            (a read-only or missing folder, a full disk), naming ``path``.
     """
     path = Path(path)
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix, delete=False
-    ) as tmp_file:
-        tmp = Path(tmp_file.name)
+    folder = path.parent if str(path.parent) else Path(".")
+    sweep_partial_files(folder)
+    stem, suffix = (path.stem, path.suffix) if path.suffix else (path.name, "")
+    while True:
+        tmp = folder / f"{stem}.mixdown-partial-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        try:  # mode 0666 less the umask, like any new file
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise MixdownError(f"{path}: cannot write ({err.strerror or err})") from None
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # NamedTemporaryFile creates files as 0600
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            raise MixdownError(f"{path}: cannot write ({err.strerror or err})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def sweep_partial_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of `atomic_path` in ``folder`` whose writing process is gone.
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = PARTIAL_PATTERN.match(entry.name)
+        if match is None or _process_alive(int(match["pid"])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
 
 
 def write_audio(
@@ -310,6 +474,8 @@ def write_audio(
     try:
         with atomic_path(path) as tmp:
             sf.write(str(tmp), audio.T, sample_rate, subtype=subtype, format=file_format)
+    except MixdownError as err:
+        raise AudioError(str(err)) from None
     except (RuntimeError, ValueError, OSError) as err:
         raise AudioError(f"{path}: cannot write audio ({_one_line(err)})") from err
     logger.debug("wrote %s (%d Hz, %s)", path, sample_rate, subtype)
@@ -321,9 +487,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     Args:
         path: Destination.
         text: Content.
+
+    Raises:
+        MixdownError: If the file cannot be written, naming it.
     """
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise MixdownError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def peak_dbfs(audio: np.ndarray) -> float:

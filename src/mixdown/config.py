@@ -18,14 +18,11 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from mixdown.errors import MixdownError
 
@@ -45,23 +42,14 @@ def read_config_file(path: str | os.PathLike, what: str = "") -> Any:
     Raises:
         MixdownError: ``cannot read WHAT PATH: reason`` or ``WHAT PATH is not valid YAML: ...``.
     """
+    from mixdown.safeload import loads_json, loads_yaml, read_text
+
     path = Path(path)
     name = f"{what} {path}" if what else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MixdownError(f"cannot read {name}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise MixdownError(f"cannot read {name}: not UTF-8 text") from None
+    text = read_text(path, what)  # size, nesting and number limits: every malformed file is one error
     if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MixdownError(f"{name} is not valid JSON: {exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MixdownError(f"{name} is not valid YAML: {' '.join(str(exc).split())}") from None
+        return loads_json(text, name)
+    return loads_yaml(text, name)
 
 
 def load_config(cls: type[T], path: str | os.PathLike, what: str = "", data: Any = None) -> T:

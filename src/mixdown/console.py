@@ -18,6 +18,7 @@ Their outputs agree to float rounding (tested).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, make_dataclass, replace
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 from mixdown.dsp.compressor import compressor
 from mixdown.dsp.eq import BAND_TYPE_IDS, BYPASS, parametric_eq
 from mixdown.dsp.gain import db_to_amplitude
-from mixdown.dsp.limiter import limit
+from mixdown.dsp.limiter import apply_limiter, limiter_gain
 from mixdown.dsp.loudness import LoudnessMeter, integrated_loudness
 from mixdown.dsp.pan import pan
 from mixdown.dsp.reverb import impulse_response, reverb
@@ -244,9 +245,7 @@ def render_tensor(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, 
         if torch.isnan(p.ceiling_dbtp[i]):
             limited.append(mix[i])
             continue
-        raw = mix[i].detach().cpu().numpy()
-        target = limit(raw, float(p.ceiling_dbtp[i]), sample_rate)
-        gain = np.divide(target, raw, out=np.ones_like(raw), where=raw != 0)
+        gain = limiter_gain(mix[i].detach().cpu().numpy(), float(p.ceiling_dbtp[i]), sample_rate)
         limited.append(mix[i] * torch.from_numpy(gain).to(mix))
     return torch.stack(limited)
 
@@ -289,7 +288,20 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
         gain = float(db_to_amplitude(_loudness_gain_db(meter.integrated().float(), p))[0])
     mix *= gain
     ceiling = float(p.ceiling_dbtp[0])
-    return mix if math.isnan(ceiling) else limit(mix, ceiling, sample_rate)
+    if math.isnan(ceiling):
+        _warn_clipping(mix)
+        return mix
+    apply_limiter(mix, ceiling, sample_rate)  # in place; its last stage verifies the ceiling
+    return mix
+
+
+def _warn_clipping(mix: np.ndarray) -> None:
+    """With the limiter off, warn (``UserWarning``) when samples exceed full scale: integer files clip them."""
+    clipped = int(np.count_nonzero(np.abs(mix) > 1.0))
+    if clipped:
+        warnings.warn(f"the limiter is off (ceiling_dbtp: null) and {clipped} of {mix.size} samples "
+                      f"({clipped / mix.size:.2%}) exceed full scale (peak {float(np.abs(mix).max()):.2f}); "
+                      "integer files clip them: lower master.gain_db or set a ceiling", UserWarning, stacklevel=3)
 
 
 def _stream_channels(multitrack: Multitrack, p: ConsoleTensors, chunk_frames: int) -> Iterator[torch.Tensor]:

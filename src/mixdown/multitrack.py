@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from mixdown.audio import (
+    PARTIAL_PATTERN,
     SUPPORTED_EXTENSIONS,
     AudioInfo,
     ChunkedReader,
@@ -33,8 +33,9 @@ from mixdown.audio import (
     resample,
     resampled_length,
 )
-from mixdown.dsp.loudness import loudness_lufs
 from mixdown.errors import AudioError, MixdownError
+from mixdown.limits import DEFAULT_MAX_STEMS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from mixdown.safeload import loads_yaml, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -140,13 +141,7 @@ def load_class_map(path: str | os.PathLike) -> dict[str, str]:
             in :data:`INSTRUMENT_CLASSES`.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise MixdownError(f"cannot read class map {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        problem = " ".join(str(err).split())
-        raise MixdownError(f"class map {path} is not valid YAML/JSON: {problem}") from err
+    data = loads_yaml(read_text(path, "class map"), f"class map {path}", kind="YAML/JSON")
     if not isinstance(data, dict):
         raise MixdownError(
             f"class map {path} must map stem names or glob patterns to instrument classes"
@@ -423,9 +418,10 @@ def load_multitrack(
     folder: str | os.PathLike,
     sample_rate: int | None = None,
     class_map: Mapping[str, str] | None = None,
-    max_stems: int = 32,
+    max_stems: int = DEFAULT_MAX_STEMS,
     in_memory: bool = True,
     on_length_mismatch: str = "pad",
+    allow_truncated: bool = False,
 ) -> Multitrack:
     """Load every audio file in a folder as one stem.
 
@@ -451,14 +447,19 @@ def load_multitrack(
             headers are read and the audio is streamed when used.
         on_length_mismatch: ``"pad"`` pads shorter stems with silence to the
             longest, with a ``UserWarning``; ``"error"`` raises.
+        allow_truncated: Take truncated files (fewer frames than their header
+            says) as the frames they hold, with a ``UserWarning``, instead of
+            raising (see `mixdown.audio.probe_audio`).
 
     Returns:
         The multitrack.
 
     Raises:
         AudioError: If the folder is missing or has no stems, a file is corrupt,
-            has more than two channels or is shorter than 0.1 s, there are more
-            than ``max_stems`` stems, or lengths differ and
+            is truncated, has more than two channels or is shorter than 0.1 s,
+            there are more than ``max_stems`` stems, the rate to mix at is outside
+            `mixdown.limits.MIN_SAMPLE_RATE_HZ`..`mixdown.limits.MAX_SAMPLE_RATE_HZ`
+            (resample with ``sample_rate``), or lengths differ and
             ``on_length_mismatch="error"``.
         MixdownError: If two stems share a name (case-insensitive) or
             ``class_map`` names an unknown class.
@@ -468,13 +469,15 @@ def load_multitrack(
             f"on_length_mismatch must be 'pad' or 'error', got {on_length_mismatch!r}"
         )
     folder = Path(folder)
-    files = _stem_files(folder)
+    if sample_rate is not None and not MIN_SAMPLE_RATE_HZ <= sample_rate <= MAX_SAMPLE_RATE_HZ:
+        raise AudioError(f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz")
+    files = stem_files(folder)
     if len(files) > max_stems:
         raise AudioError(
             f"{folder}: found {len(files)} stems; the limit is {max_stems} (--max-stems)"
         )
     _check_unique_names([path.stem for path in files], [path.name for path in files])
-    infos = [probe_audio(path) for path in files]
+    infos = [probe_audio(path, allow_truncated=allow_truncated) for path in files]
     for info in infos:
         if info.frames < MIN_STEM_DURATION_S * info.sample_rate:
             length = "1 sample" if info.frames == 1 else f"{info.frames} samples"
@@ -483,6 +486,12 @@ def load_multitrack(
             )
 
     rate = sample_rate or _most_common_rate(infos)
+    if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+        raise AudioError(
+            f"{folder}: the stems are at {rate} Hz; mixdown mixes at {MIN_SAMPLE_RATE_HZ}.."
+            f"{MAX_SAMPLE_RATE_HZ} Hz, so pass --sample-rate (e.g. "
+            f"{min(max(rate, MIN_SAMPLE_RATE_HZ), MAX_SAMPLE_RATE_HZ)}) to resample them"
+        )
     for info in infos:
         if info.sample_rate != rate:
             warnings.warn(
@@ -516,7 +525,7 @@ def load_multitrack(
             or guess_instrument_class(info.path.stem),
             channels=info.channels,
             path=info.path,
-            audio=_load_stem(info, rate, num_frames) if in_memory else None,
+            audio=_load_stem(info, rate, num_frames, allow_truncated) if in_memory else None,
         )
         for info in infos
     ]
@@ -524,14 +533,23 @@ def load_multitrack(
     return Multitrack(stems, rate, num_frames)
 
 
-def _stem_files(folder: Path) -> list[Path]:
+def stem_files(folder: str | os.PathLike) -> list[Path]:
+    """The stem files `load_multitrack` takes from ``folder``, in its order.
+
+    Hidden files, the temporary files of interrupted writes
+    (`mixdown.audio.PARTIAL_PATTERN`) and files of other types are skipped.
+
+    Raises:
+        AudioError: If the folder is missing, not a folder, or holds no stems.
+    """
+    folder = Path(folder)
     if not folder.exists():
         raise AudioError(f"stem folder {folder} does not exist")
     if not folder.is_dir():
         raise AudioError(f"{folder} is not a directory")
     files = []
     for path in sorted(folder.iterdir(), key=lambda p: (p.name.lower(), p.name)):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or PARTIAL_PATTERN.match(path.name):
             continue
         if path.suffix.lower() in SUPPORTED_EXTENSIONS and path.is_file():
             files.append(path)
@@ -561,9 +579,11 @@ def _most_common_rate(infos: list[AudioInfo]) -> int:
     return max(counts, key=lambda rate: (counts[rate], rate))
 
 
-def _load_stem(info: AudioInfo, rate: int, num_frames: int) -> np.ndarray:
+def _load_stem(info: AudioInfo, rate: int, num_frames: int, allow_truncated: bool = False) -> np.ndarray:
     """Load, check levels, resample and pad one stem to ``(channels, num_frames)``."""
-    audio, source_rate = load_audio(info.path)
+    with warnings.catch_warnings():  # probe_audio has warned about truncation already
+        warnings.simplefilter("ignore", UserWarning)
+        audio, source_rate = load_audio(info.path, allow_truncated=allow_truncated)
     peak = peak_dbfs(audio)
     if peak < SILENCE_DBFS:
         warnings.warn(
@@ -592,6 +612,8 @@ def info_table(multitrack: Multitrack) -> list[dict]:
         integrated loudness by the console's meter, `mixdown.dsp.loudness.loudness_lufs`;
         ``-inf`` for silent stems and stems shorter than one 400 ms gating block).
     """
+    from mixdown.dsp.loudness import loudness_lufs
+
     rows = []
     for index, stem in enumerate(multitrack.stems):
         audio = multitrack.stem_audio(index)

@@ -30,6 +30,8 @@ from typing import Any, Literal
 import torch
 
 from mixdown.errors import ParamsError
+from mixdown.limits import MAX_SAMPLE_RATE_HZ, MAX_STEMS, MIN_SAMPLE_RATE_HZ
+from mixdown.safeload import loads_json, read_text
 
 SCHEMA_VERSION = 1
 
@@ -37,6 +39,12 @@ EQ_BAND_TYPES = ("highpass", "low_shelf", "peak", "high_shelf", "lowpass")
 """Biquad band types a channel EQ may hold (RBJ Audio-EQ-Cookbook shapes)."""
 
 MAX_EQ_BANDS = 8
+
+MAX_CHANNELS = MAX_STEMS
+"""Most channels a settings file may hold (the most stems any command takes)."""
+
+MAX_NAME_CHARS = 200
+"""Longest channel name or method label in a settings file."""
 
 MAX_FREQ_FRACTION = 0.49
 """A band frequency in a settings file must stay under this fraction of the sample rate."""
@@ -142,12 +150,14 @@ class ParamSpec:
     def check(self, value: Any, where: str) -> float:
         """Return ``value`` as a float or raise `ParamsError` naming ``where``."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamsError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
+            raise ParamsError(f"{where}: expected a number, got {_short_repr(value)}")
+        # ints are compared exactly (no float conversion, which overflows past 1e308)
+        if isinstance(value, float) and not math.isfinite(value):
             raise ParamsError(f"{where}: must be a finite number, got {value!r}")
         if not self.minimum <= value <= self.maximum:
+            shown = f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else f"{_short_repr(value)}"
             raise ParamsError(
-                f"{where}: {value:g} is outside the range [{self.minimum:g}, {self.maximum:g}]"
+                f"{where}: {shown} is outside the range [{self.minimum:g}, {self.maximum:g}]"
             )
         return float(value)
 
@@ -256,16 +266,14 @@ class ConsoleParams:
     @classmethod
     def from_dict(cls, data: Any) -> ConsoleParams:
         """Parse and validate the on-disk schema; raise `ParamsError` naming the field."""
-        params = parse_dataclass(cls, data, "params")
+        params = parse_dataclass(cls, data, "params", every_key=True)
         params.validate()
         return params
 
     @classmethod
     def from_json(cls, text: str, source: str = "params") -> ConsoleParams:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ParamsError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        """Parse and validate a settings file's text (size, nesting and every value checked; see `mixdown.safeload`)."""
+        data = loads_json(text, source, error=ParamsError)
         try:
             return cls.from_dict(data)
         except ParamsError as exc:
@@ -273,39 +281,52 @@ class ConsoleParams:
 
     @classmethod
     def load(cls, path: str | Path) -> ConsoleParams:
+        """Read, parse and validate a settings file; `ParamsError` naming the file and the field."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ParamsError(f"{path}: cannot read ({exc})") from None
-        # JSON allows NaN/Infinity tokens that are not JSON; reject them by name below.
-        return cls.from_json(text, source=str(path))
+        # JSON's NaN/Infinity tokens parse; the range checks reject them naming the field.
+        return cls.from_json(read_text(path, error=ParamsError), source=str(path))
 
     def validate(self) -> None:
         """Check every value against its range and the structure; raise `ParamsError`."""
-        if self.version != SCHEMA_VERSION:
-            raise ParamsError(f"version: {self.version} is not supported (expected {SCHEMA_VERSION})")
-        if not isinstance(self.sample_rate, int) or not 8000 <= self.sample_rate <= 192000:
-            raise ParamsError(f"sample_rate: {self.sample_rate!r} is not a sample rate in 8000..192000")
+        from mixdown.multitrack import INSTRUMENT_CLASSES
+
+        if isinstance(self.version, bool) or self.version != SCHEMA_VERSION or not isinstance(self.version, int):
+            raise ParamsError(f"version: {_short_repr(self.version)} is not supported (expected {SCHEMA_VERSION})")
+        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) \
+                or not MIN_SAMPLE_RATE_HZ <= self.sample_rate <= MAX_SAMPLE_RATE_HZ:
+            raise ParamsError(f"sample_rate: {_short_repr(self.sample_rate)} is not a sample rate in "
+                              f"{MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ}")
+        if not isinstance(self.method, str) or len(self.method) > MAX_NAME_CHARS:
+            raise ParamsError(f"method: expected a name (a string of at most {MAX_NAME_CHARS} characters), "
+                              f"got {_short_repr(self.method)}")
         if not self.channels:
             raise ParamsError("channels: at least one channel is needed")
-        names = [str(ch.name) for ch in self.channels]
+        if len(self.channels) > MAX_CHANNELS:
+            raise ParamsError(f"channels: {len(self.channels)} channels; at most {MAX_CHANNELS}")
+        for i, ch in enumerate(self.channels):
+            if not isinstance(ch.name, str) or not ch.name or len(ch.name) > MAX_NAME_CHARS:
+                raise ParamsError(f"channels[{i}].name: expected a non-empty string of at most {MAX_NAME_CHARS} "
+                                  f"characters, got {_short_repr(ch.name)}")
+        names = [ch.name for ch in self.channels]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ParamsError(f"channels: duplicate channel names {duplicates}")
         for i, ch in enumerate(self.channels):
             where = f"channels[{i}] ({ch.name})"
-            if not isinstance(ch.name, str) or not ch.name:
-                raise ParamsError(f"channels[{i}].name: expected a non-empty string, got {ch.name!r}")
+            if not isinstance(ch.instrument, str) or ch.instrument not in INSTRUMENT_CLASSES:
+                raise ParamsError(f"{where}.instrument: {_short_repr(ch.instrument)} is not an instrument class "
+                                  f"(one of {', '.join(INSTRUMENT_CLASSES)})")
             if not isinstance(ch.mute, bool):
                 raise ParamsError(f"{where}.mute: expected true or false, got {ch.mute!r}")
+            if not isinstance(ch.eq, list):
+                raise ParamsError(f"{where}.eq: expected a list of bands, got {_short_repr(ch.eq)}")
             if len(ch.eq) > MAX_EQ_BANDS:
                 raise ParamsError(f"{where}.eq: {len(ch.eq)} bands; at most {MAX_EQ_BANDS}")
             _check_values(ch, where)
             for k, band in enumerate(ch.eq):
                 bwhere = f"{where}.eq[{k}]"
-                if band.type not in EQ_BAND_TYPES:
-                    raise ParamsError(f"{bwhere}.type: {band.type!r} is not one of {list(EQ_BAND_TYPES)}")
+                if not isinstance(band.type, str) or band.type not in EQ_BAND_TYPES:
+                    raise ParamsError(f"{bwhere}.type: {_short_repr(band.type)} is not one of {list(EQ_BAND_TYPES)}")
                 _check_values(band, bwhere)
                 if band.freq_hz >= MAX_FREQ_FRACTION * self.sample_rate:
                     raise ParamsError(
@@ -453,15 +474,65 @@ def head_outputs(sample_rate: int, level: Literal["channel", "master"]) -> tuple
     return tuple(outputs)
 
 
-def parse_dataclass(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from JSON-like ``data``, rejecting unknown and missing keys by name."""
+OPTIONAL_KEYS: dict[type, frozenset[str]] = {
+    ConsoleParams: frozenset({"method", "version"}),
+    ChannelParams: frozenset({"instrument"}),
+}
+"""Keys a settings file may leave out: labels that do not change the sound (``method``,
+``instrument``: default ``"manual"``, ``"other"``) and ``version`` (the current one).
+Every other key is required, so that a deleted line is an error naming the key, never
+a silent default (``ceiling_dbtp`` left out is not "limiter off": that is ``null``).
+Files mixdown writes state every key (`ConsoleParams.to_dict`)."""
+
+_MAX_ITEMS: dict[tuple[type, str], int] = {
+    (ConsoleParams, "channels"): MAX_CHANNELS,
+    (ChannelParams, "eq"): MAX_EQ_BANDS,
+}
+"""List fields' longest accepted length, checked before their items are parsed."""
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (values in messages come from files anyone can write)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value) if not isinstance(value, (list, dict)) else f"a {type(value).__name__} of {len(value)} items"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _null_hint(cls: type, name: str) -> str:
+    spec = next((_spec(f) for f in fields(cls) if f.name == name), None)
+    nullable = (spec is not None and spec.off is not None) or (cls, name) == (ChannelParams, "compressor")
+    return " (null switches it off)" if nullable else ""
+
+
+def parse_dataclass(cls: type, data: Any, where: str, every_key: bool = False) -> Any:
+    """Build dataclass ``cls`` from JSON-like ``data``, rejecting unknown and missing keys by name.
+
+    Lists longer than `_MAX_ITEMS` allows are refused before their items are read.
+
+    Args:
+        cls: The dataclass.
+        data: Its JSON-like form.
+        where: Its path, for messages.
+        every_key: Require every key but those of `OPTIONAL_KEYS` (a settings file);
+            otherwise only fields without a default are required (methods building
+            settings from the fields they set).
+    """
     if not isinstance(data, dict):
         raise ParamsError(f"{where}: expected an object, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        paths = ", ".join(f"{where}.{key}" for key in unknown)
+        paths = ", ".join(f"{where}.{key}" for key in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise ParamsError(f"{paths}: unknown key; expected some of {sorted(known)}")
+    if every_key:
+        missing = [name for name in known if name not in data and name not in OPTIONAL_KEYS.get(cls, ())]
+    else:
+        missing = [f.name for f in known.values()
+                   if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ParamsError(f"{where}: missing {', '.join(repr(m) + _null_hint(cls, m) for m in missing)}"
+                          + ("; settings files state every key" if every_key else ""))
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         sub = f"{where}.{key}"
@@ -471,11 +542,10 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
         elif nested[1]:
             if not isinstance(value, list):
                 raise ParamsError(f"{sub}: expected a list, got {type(value).__name__}")
-            kwargs[key] = [parse_dataclass(nested[0], item, f"{sub}[{i}]") for i, item in enumerate(value)]
+            most = _MAX_ITEMS.get((cls, key))
+            if most is not None and len(value) > most:
+                raise ParamsError(f"{sub}: {len(value)} items; at most {most}")
+            kwargs[key] = [parse_dataclass(nested[0], item, f"{sub}[{i}]", every_key) for i, item in enumerate(value)]
         else:
-            kwargs[key] = parse_dataclass(nested[0], value, sub)
-    missing = [f.name for f in known.values()
-               if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING]
-    if missing:
-        raise ParamsError(f"{where}: missing {', '.join(repr(m) for m in missing)}")
+            kwargs[key] = parse_dataclass(nested[0], value, sub, every_key)
     return cls(**kwargs)

@@ -130,11 +130,16 @@ class DataSource:
 
     Attributes:
         root: Its folder (relative to the working directory).
-        layout: ``folder`` (also the synthetic layout), ``enst``, ``medleydb`` or ``musdb``.
+        layout: ``folder`` (also the synthetic layout and real LMMS songs built by
+            ``mixdown data lmms``), ``enst``, ``medleydb`` or ``musdb``.
+        songs: Only these songs (by folder name), e.g. the training folds of a
+            cross-validation on real songs; None for every song. The named songs are then
+            split into train / val as the recipe says.
     """
 
     root: str
     layout: Literal["folder", "enst", "medleydb", "musdb"] = "folder"
+    songs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -360,6 +365,9 @@ def open_split(config: TrainConfig, split: str, dataset_config: DatasetConfig) -
     data = config.data
     datasets = []
     for source in data.sources:
+        if source.songs is not None:
+            datasets.append(named_songs(source, split, data, dataset_config))
+            continue
         if source.layout == "musdb":
             datasets.append(musdb.MUSDBDataset(source.root, dataset_config, split=split))
             continue
@@ -368,6 +376,25 @@ def open_split(config: TrainConfig, split: str, dataset_config: DatasetConfig) -
         datasets.append(cls(source.root, dataset_config, split=split, val_fraction=data.val_fraction,
                             test_fraction=data.test_fraction, split_seed=data.split_seed))
     return datasets
+
+
+def named_songs(source: DataSource, split: str, data: DataConfig, dataset_config: DatasetConfig) -> SongDataset:
+    """The ``split`` of the songs ``source.songs`` names (any layout).
+
+    Raises:
+        MixdownError: If a named song is not in the source.
+    """
+    from mixdown.data.folder import LAYOUTS
+    from mixdown.data.songs import describe, select_split
+
+    found = LAYOUTS[source.layout](Path(source.root))
+    missing = sorted(set(source.songs) - {s.name for s in found})
+    if missing:
+        raise MixdownError(f"{source.root}: songs {missing} not found")
+    chosen = [s for s in found if s.name in set(source.songs)]
+    chosen = select_split(chosen, split, data.val_fraction, data.test_fraction, data.split_seed)
+    return SongDataset(chosen, dataset_config, describe(Path(source.root), source.layout, split)
+                       + f" ({len(source.songs)} named songs)")
 
 
 def spread_indices(total: int, count: int) -> list[int]:
@@ -798,6 +825,9 @@ def train(config: Recipe, resume: str | None = None, system_class: type[L.Lightn
         callbacks=[checkpoints, LearningRateMonitor("step"), _ValidateAtEnd(), _Report(progress, log)],
         default_root_dir=str(out), num_sanity_val_steps=0, enable_model_summary=False, enable_progress_bar=False)
     trainer.fit(system, datamodule=data, ckpt_path=resume)
+    # Lightning rewrites last.ckpt only together with a new best one; a run ends with its
+    # final state there, so that "resume last" continues from where it stopped.
+    trainer.save_checkpoint(Path(checkpoints.dirpath) / f"{checkpoints.CHECKPOINT_NAME_LAST}{checkpoints.FILE_EXTENSION}")
     best = checkpoints.best_model_path or checkpoints.last_model_path
     score = checkpoints.best_model_score
     exported = None

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import socket
 from pathlib import Path
 
 from mixdown.errors import MixdownError
+from mixdown.web.common import PART_OVERHEAD_BYTES, allowed_hosts_for, is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
-MAX_REQUEST_BYTES = 2 * 2**30
-"""Largest upload request (all stems together), whatever the per-file limit."""
 
 
 def default_data_dir() -> Path:
@@ -39,14 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="allow opening stem folders under this folder (off by default)")
     serve.add_argument("--max-stems", type=int, default=32, help="most stems per session (default 32)")
     serve.add_argument("--max-upload-mb", type=float, default=200.0, help="largest uploaded file in MiB (default 200)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a host name the page may be opened under (repeatable; loopback names always work on "
+                            "a loopback --host; on 0.0.0.0 any name is accepted unless some are given)")
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     from mixdown.cli import err
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (checked here for the message; mixdown.web.common.serve runs it)
 
+        from mixdown.web.common import bind_socket, serve
         from mixdown.web.studio.app import create_app
         from mixdown.web.studio.service import StudioConfig
     except ImportError as exc:
@@ -65,35 +65,17 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     except OSError as exc:
         raise MixdownError(f"--data-dir {data_dir}: cannot create it ({exc.strerror})") from None
     max_file = int(args.max_upload_mb * 2**20)
+    # per request: the per-file cap times the files (uploads are also refused as soon as the
+    # files received so far pass it, see mixdown.web.common.BodySizeLimit)
     config = StudioConfig(data_dir=data_dir, root=args.root.resolve() if args.root else None,
                           max_stems=args.max_stems, max_file_bytes=max_file,
-                          max_request_bytes=min(max_file * args.max_stems, MAX_REQUEST_BYTES) + 2**20)
+                          max_request_bytes=(max_file + PART_OVERHEAD_BYTES) * args.max_stems + PART_OVERHEAD_BYTES)
     loopback = is_loopback(args.host)
-    app = create_app(config, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
-    check_port_free(args.host, args.port)
+    app = create_app(config, allowed_hosts=allowed_hosts_for(args.host, args.allowed_host))
+    sock = bind_socket(args.host, args.port)
     if not loopback:
         err.print(f"warning: serving on {args.host}: anyone who can reach this machine can use the studio",
                   markup=False)
     host = f"[{args.host}]" if ":" in args.host else args.host
     err.print(f"mixing studio at http://{host}:{args.port}/ (Ctrl+C to stop); sessions in {data_dir}", markup=False)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine only (``localhost`` or a loopback address)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Raise a one-line `MixdownError` if ``host:port`` cannot be bound."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise MixdownError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+    serve(app, sock)

@@ -20,17 +20,19 @@ _OVERRIDES = {"devices": "devices", "num_nodes": "num_nodes", "strategy": "strat
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train CONFIG [--devices N --num-nodes N --strategy S --max-steps N --out DIR --resume CKPT]``."""
-    train = subparsers.add_parser(
-        "train", help="train a mixer from a YAML recipe: estimator, dmc, waveunet, emulator, forest (train extra)",
+    from mixdown.cli import INTEGER, add_command
+
+    train = add_command(
+        subparsers, "train", "train a mixer from a YAML recipe: estimator, dmc, waveunet, emulator, forest (train extra)",
         description="Train from a recipe; its model: key picks what (configs/*.yaml: estimator, dmc, waveunet, "
                     "emulator, forest). Options override the recipe's fields; the forest takes --export only.")
     train.set_defaults(handler=_cmd_train)
     train.add_argument("config", type=Path, help="training recipe, e.g. configs/estimator.yaml")
-    train.add_argument("--devices", type=int, help="devices per node (overrides the recipe)")
-    train.add_argument("--num-nodes", type=int, help="machines (overrides the recipe)")
+    train.add_argument("--devices", type=INTEGER, help="devices per node (overrides the recipe)")
+    train.add_argument("--num-nodes", type=INTEGER, help="machines (overrides the recipe)")
     train.add_argument("--strategy", help="Lightning strategy, e.g. ddp (overrides the recipe)")
     train.add_argument("--accelerator", help="cpu, gpu or auto (overrides the recipe)")
-    train.add_argument("--max-steps", type=int, help="optimisation steps (overrides the recipe)")
+    train.add_argument("--max-steps", type=INTEGER, help="optimisation steps (overrides the recipe)")
     train.add_argument("--out", type=Path, help="run folder for logs and checkpoints (overrides the recipe)")
     train.add_argument("--export", type=Path, help="where to write the trained weights (overrides the recipe)")
     train.add_argument("--resume", help="Lightning checkpoint to continue from, or 'last' (the run folder's latest)")
@@ -62,6 +64,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(args.config)
     recipe = _with_overrides(recipe, args)
+    export = getattr(recipe, "export", None)
+    if export is not None:
+        from mixdown.outputs import check_not_input
+
+        check_not_input(Path(export), [args.config, args.export_only,
+                                       Path(args.resume) if args.resume not in (None, "last") else None],
+                        "exported weights")
     forest = recipe.model in ("forest", "producer")
     if forest and (args.resume is not None or args.export_only is not None):
         raise MixdownError(f"bad option: --resume and --export-only do not apply to a {recipe.model} recipe")
@@ -80,13 +89,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     else:
         label, total = ("generating training songs", recipe.songs) if forest else (f"training {recipe.model}",
                                                                                 recipe.max_steps)
-    with progress(label, total) as update:
-        def report(done: float, total: float) -> None:
-            update(done, total)
-            if forest and not err.is_terminal and (done % 10 == 0 or done == total):  # logs of background runs
-                say(f"{done}/{total} training songs")
-
-        result = train(recipe, resume=args.resume, progress=report, log=say)
+    with progress(label, total) as update:  # on a terminal a bar, in logs a line per tenth
+        result = train(recipe, resume=args.resume, progress=update, log=say)
     if recipe.model == "producer":
         info = result.info
         say(f"wrote {result.exported}: {info['rows']} stems from {info['real_songs']} real and "

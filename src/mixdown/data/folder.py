@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixdown.audio import SUPPORTED_EXTENSIONS
+from mixdown.audio import PARTIAL_PATTERN, SUPPORTED_EXTENSIONS
 from mixdown.data import enst, medleydb, musdb
 from mixdown.data.songs import (
     DatasetConfig,
@@ -47,9 +47,10 @@ PARAMS_FILE = "params.json"
 
 
 def _sorted_files(folder: Path) -> list[Path]:
-    """Non-hidden audio files of ``folder`` in case-insensitive name order."""
+    """Non-hidden audio files of ``folder`` in case-insensitive name order (partial writes left out)."""
     return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and p.suffix.lower() in SUPPORTED_EXTENSIONS), key=lambda p: (p.name.lower(), p.name))
+                   and not PARTIAL_PATTERN.match(p.name) and p.suffix.lower() in SUPPORTED_EXTENSIONS),
+                  key=lambda p: (p.name.lower(), p.name))
 
 
 def song_folders(root: str | os.PathLike) -> list[Path]:
@@ -167,8 +168,9 @@ class DatasetReport:
                          + [f"  {song}: {problem}" for song, problem in self.problems])
 
 
-def check_dataset(root: str | os.PathLike, layout: str = "folder", skip_bad: bool = False) -> DatasetReport:
-    """Check every song of a dataset as the loaders do (headers and params, no audio decoding).
+def check_dataset(root: str | os.PathLike, layout: str = "folder", skip_bad: bool = False,
+                  decode: bool = False) -> DatasetReport:
+    """Check every song of a dataset as the loaders do (headers and params; every sample with ``decode``).
 
     Problems found per song: a missing stem or mix, an unreadable or corrupt file (or one
     with more than two channels), stems and mix of differing lengths or sample rates, a
@@ -184,6 +186,10 @@ def check_dataset(root: str | os.PathLike, layout: str = "folder", skip_bad: boo
             ``"musdb"``.
         skip_bad: Go on past bad songs (each logged as a warning on ``mixdown.data``
             and listed in the report) instead of raising at the first.
+        decode: Read every sample too, as loading a song whole does (`mixdown evaluate`):
+            NaN or infinite samples, files that end before their header says and rates
+            mixdown does not mix at are problems (`mixdown.data.songs.inspect_song`).
+            `mixdown data check` does.
 
     Returns:
         The report.
@@ -197,7 +203,7 @@ def check_dataset(root: str | os.PathLike, layout: str = "folder", skip_bad: boo
     sources = LAYOUTS[layout](Path(root))
     if not sources:
         raise MixdownError(f"no songs found in {root} ({layout} layout)")
-    songs, problems = open_songs(sources, skip_bad=skip_bad)
+    songs, problems = open_songs(sources, skip_bad=skip_bad, decode=decode)
     report = DatasetReport(Path(root), layout, [song.name for song in songs], problems,
                            sum(song.duration_s for song in songs))
     logger.info("%s", report.summary())

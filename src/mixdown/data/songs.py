@@ -67,6 +67,7 @@ import torch
 from mixdown.audio import probe_audio, resample, resampled_length
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.errors import AudioError, MixdownError, ParamsError
+from mixdown.limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 from mixdown.params import ConsoleParams
 
 logger = logging.getLogger("mixdown.data")
@@ -179,21 +180,27 @@ def _short(path: Path) -> str:
     return str(Path(*path.parts[-2:]))
 
 
-def inspect_song(source: SongSource) -> Song:
-    """Check a song's files (headers only) and its ``params.json``.
+def inspect_song(source: SongSource, decode: bool = False) -> Song:
+    """Check a song's files (headers, or every sample with ``decode``) and its ``params.json``.
 
     Args:
         source: The song.
+        decode: Also read every sample, as loading the song whole does (`mixdown evaluate`,
+            `mixdown data check`): samples must be finite, every file must decode to the
+            length its header states, and the rate must be one mixdown mixes at
+            (`mixdown.limits`). Without it only headers are read (fast, for the training
+            loaders, which read segments and resample).
 
     Returns:
         The checked song.
 
     Raises:
         SongError: Naming the song and the first problem found: the layout's error, no
-            stems, duplicate stem names, a missing, unreadable or corrupt file (or one
-            with more than two channels), differing sample rates or lengths, or a
-            ``params.json`` that does not parse, does not name exactly the stems or is
-            for another sample rate.
+            stems, stem names equal ignoring case, a missing, unreadable, truncated or
+            corrupt file (or one with more than two channels), differing sample rates or
+            lengths, a ``params.json`` that does not parse, does not name exactly the
+            stems or is for another sample rate; with ``decode``, NaN or infinite
+            samples or a rate mixdown does not mix at.
     """
     def fail(problem: str) -> SongError:
         return SongError(source.name, problem)
@@ -203,9 +210,11 @@ def inspect_song(source: SongSource) -> Song:
     if not source.stems:
         raise fail("no stems")
     names = [stem.name for stem in source.stems]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    folded = [name.lower() for name in names]  # as `mixdown.multitrack.Multitrack` compares them
+    duplicates = sorted({name for name, key in zip(names, folded) if folded.count(key) > 1})
     if duplicates:
-        raise fail(f"duplicate stem names {duplicates}")
+        exact = any(names.count(name) > 1 for name in duplicates)
+        raise fail(f"duplicate stem names {duplicates}" + ("" if exact else " (equal ignoring case)"))
     for label, path in [("mix", source.mix)] + [("stem", stem.path) for stem in source.stems]:
         if not path.is_file():
             raise fail(f"missing {label} file {_short(path)}")
@@ -224,6 +233,14 @@ def inspect_song(source: SongSource) -> Song:
         odd = [info for info in infos if info.frames != mix_info.frames]
         listing = ", ".join(f"{_short(info.path)} {info.frames}" for info in odd)
         raise fail(f"lengths differ: mix {mix_info.frames} frames; {listing}")
+    if decode:
+        if not MIN_SAMPLE_RATE_HZ <= rates[0] <= MAX_SAMPLE_RATE_HZ:
+            raise fail(f"the audio is at {rates[0]} Hz; mixdown mixes at {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz")
+        for info in infos:
+            try:
+                check_samples(info.path, info.frames)
+            except AudioError as err:
+                raise fail(f"unreadable audio: {err}") from err
     params = None
     if source.params is not None:
         try:
@@ -237,13 +254,38 @@ def inspect_song(source: SongSource) -> Song:
     return Song(source.name, stems, source.mix, mix_info.channels, rates[0], mix_info.frames, params)
 
 
-def open_songs(sources: Iterable[SongSource], skip_bad: bool = False) -> tuple[list[Song], list[tuple[str, str]]]:
+def check_samples(path: Path, frames: int, block_frames: int = 1 << 16) -> None:
+    """Decode a whole file block by block: every sample finite, exactly ``frames`` frames.
+
+    Raises:
+        AudioError: Naming the file: it cannot be decoded, holds NaN or infinite samples,
+            or ends early (truncated).
+    """
+    got = 0
+    try:
+        with sf.SoundFile(str(path)) as file:
+            while True:
+                block = file.read(block_frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{path}: contains NaN or infinite samples")
+                got += len(block)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise AudioError(f"{path}: cannot read audio ({' '.join(str(err).split())})") from err
+    if got < frames:
+        raise AudioError(f"{path} is truncated: its header promises {frames} frames, the file holds {got}")
+
+
+def open_songs(sources: Iterable[SongSource], skip_bad: bool = False,
+               decode: bool = False) -> tuple[list[Song], list[tuple[str, str]]]:
     """Check songs with :func:`inspect_song`.
 
     Args:
         sources: The songs.
         skip_bad: Skip a bad song (logging a warning on ``mixdown.data``) instead of
             raising.
+        decode: See :func:`inspect_song`.
 
     Returns:
         ``(songs, problems)``: the good songs in order, and ``(song, problem)`` for each
@@ -255,7 +297,7 @@ def open_songs(sources: Iterable[SongSource], skip_bad: bool = False) -> tuple[l
     songs, problems = [], []
     for source in sources:
         try:
-            songs.append(inspect_song(source))
+            songs.append(inspect_song(source, decode=decode))
         except SongError as err:
             if not skip_bad:
                 raise

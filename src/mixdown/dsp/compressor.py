@@ -12,7 +12,7 @@ backward, giving exact gradients for the level and for threshold, ratio, knee an
 time constants; level detection and makeup are plain torch ops around it (the attack/release branch taken at each sample is held fixed, so the gradient is
 exact almost everywhere; `tests/test_dsp.py` checks it against finite
 differences). Without gradients (rendering), `_compress_kernel` runs level detection,
-the same recursion and the gain in one fused pass.
+the same recursion and the gain block by block, SIMD along the samples and across rows.
 """
 
 from __future__ import annotations
@@ -69,33 +69,148 @@ def _forward_kernel(level, threshold, ratio, knee, alpha_attack, alpha_release, 
         final[r] = prev
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _compress_kernel(x, threshold, ratio, knee, alpha_attack, alpha_release, makeup, initial,
-                     y, final):  # pragma: no cover - compiled
-    """The whole no-gradient compressor in one pass: linked peak level, `_forward_kernel`'s
-    recursion and the makeup-and-reduction gain. x, y: (rows, channels, samples); the rest (rows,).
+LANES = 8
+"""Rows whose ballistics one `_compress_kernel` task runs side by side (SIMD over rows)."""
 
-    The level's log and the gain's exp are taken in float32, as the differentiable path's
-    torch ops on float32 audio take them; below the knee the level is not needed at all
-    (no reduction), so peaks are compared with the knee's start in the linear domain."""
-    for r in numba.prange(x.shape[0]):
-        prev = initial[r]
-        slope = 1.0 - 1.0 / ratio[r]
-        knee_start = threshold[r] - 0.5 * knee[r]
-        knee_start_peak = np.float32(math.exp(knee_start / _DB_PER_NEPER))
-        for n in range(x.shape[2]):
-            peak = np.float32(0.0)
-            for c in range(x.shape[1]):
-                peak = max(peak, abs(x[r, c, n]))
-            level = knee_start  # not above the knee's start: no reduction
-            if peak > knee_start_peak:
-                level = _DB_PER_NEPER * math.log(peak)
-            prev, _ = _smoothed_reduction(level, prev, threshold[r], slope, knee[r], knee_start,
-                                          alpha_attack[r], alpha_release[r])
-            gain = math.exp(np.float32((makeup[r] - prev) / _DB_PER_NEPER))
-            for c in range(x.shape[1]):
-                y[r, c, n] = x[r, c, n] * gain
-        final[r] = prev
+_BLOCK = 1024  # samples per block of `_compress_kernel`
+_LN2 = math.log(2.0)
+_SQRT2 = math.sqrt(2.0)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _static_reduction_db(peak, mantissa_bits, exponent, threshold, slope, knee, out,
+                         count):  # pragma: no cover - compiled
+    """`_static_curve`'s gain reduction (dB) of ``count`` float32 peaks, without branches.
+
+    The level ``20 log10(peak)`` comes from the float's exponent and the series
+    ``log m = 2 atanh((m - 1) / (m + 1))`` on its mantissa ``m`` in [sqrt(1/2), sqrt(2))
+    (float64, 1e-9 relative: below float32 rounding); at or below the knee's start the
+    reduction is 0, so the level is floored there (silence included). The curve is
+    written as ``slope (u^2 / (2 knee) + max(over - knee / 2, 0))`` with
+    ``u = clamp(over + knee / 2, 0, knee)``, equal to the three-piece form.
+    """
+    bits = peak.view(np.int32)
+    for n in range(count):
+        mantissa_bits[n] = (bits[n] & 0x7FFFFF) | 0x3F800000
+        exponent[n] = ((bits[n] >> 23) & 0xFF) - 127
+    mantissa = mantissa_bits.view(np.float32)
+    half = 0.5 * knee
+    inv_twice_knee = 0.5 / knee if knee > 0.0 else 0.0
+    for n in range(count):
+        m = np.float64(mantissa[n])
+        big = np.float64(m > _SQRT2)
+        m = m * (1.0 - 0.5 * big)
+        s = (m - 1.0) / (m + 1.0)
+        s2 = s * s
+        log = (np.float64(exponent[n]) + big) * _LN2 + 2.0 * s * (
+            1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0)))))
+        over = max(_DB_PER_NEPER * log, threshold - half) - threshold
+        u = min(over + half, knee)
+        out[n] = slope * (u * u * inv_twice_knee + max(over - half, 0.0))
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _ballistics(buf, count, lanes, w):  # pragma: no cover - compiled
+    """`_smoothed_reduction`'s attack/release smoothing of ``lanes`` rows side by side, in place.
+
+    buf: ``(count * LANES,)`` lane-minor; in: static reduction (dB), out: ``makeup -
+    smoothed reduction`` in nepers, rounded to float32 as the differentiable path's
+    exponent is. w: attack and release coefficients, makeup (dB) and the smoothed
+    reduction, each `LANES` wide. The lanes are independent, so the loop over them
+    compiles to SIMD and their recursions overlap.
+    """
+    for n in range(count):
+        o = n * LANES
+        for j in range(lanes):
+            red = buf[o + j]
+            prev = w[3 * LANES + j]
+            alpha = w[j] if red > prev else w[LANES + j]
+            prev = red + alpha * (prev - red)
+            w[3 * LANES + j] = prev
+            buf[o + j] = np.float32((w[2 * LANES + j] - prev) / _DB_PER_NEPER)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _exp(z, bits, count):  # pragma: no cover - compiled
+    """``z = exp(z)`` in place for ``|z| < 690``: ``2^k`` built in the float's bits times a
+    degree-7 Taylor polynomial on ``|f| <= ln(2) / 2`` (float64, 1e-8 relative: below
+    float32 rounding). bits: int64 scratch."""
+    for n in range(count):
+        t = min(max(z[n] / _LN2, -1000.0), 1000.0)
+        k = math.floor(t + 0.5)
+        f = (t - k) * _LN2
+        z[n] = 1.0 + f * (1.0 + f * (0.5 + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (
+            1.0 / 720.0 + f * (1.0 / 5040.0)))))))
+        bits[n] = (np.int64(k) + 1023) << 52
+    scale = bits.view(np.float64)
+    for n in range(count):
+        z[n] *= scale[n]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _compress_kernel(x, threshold, ratio, knee, alpha_attack, alpha_release, makeup, initial,
+                     y, final, threads):  # pragma: no cover - compiled
+    """The whole no-gradient compressor: linked peak level, `_forward_kernel`'s recursion
+    and the makeup-and-reduction gain. x, y: (rows, channels, samples); the rest (rows,);
+    threads: numba's thread count.
+
+    Rows are cut into groups of up to `LANES`, one task each. Per block of `_BLOCK`
+    samples, each row's linked peaks go through the static curve
+    (`_static_reduction_db`), the group's rows through the ballistics side by side
+    (`_ballistics`, the one sequential part), and each row's gain (`_exp`) onto its
+    channels. Every pass but the ballistics runs along the samples and compiles to SIMD,
+    with log and exp as polynomials (no library calls). The exponent and the gain are
+    rounded to float32 where the differentiable path's torch ops on float32 audio round
+    them, and the level is exact to 1e-9 (that path's float32 log to 6e-8), so the two
+    agree to float rounding.
+    """
+    rows, channels, samples = x.shape
+    if rows == 0:
+        return
+    groups = max(-(-rows // LANES), min(threads, -(-rows // 4)))
+    width = -(-rows // groups)
+    for g in numba.prange(groups):
+        first = g * width
+        lanes = min(width, rows - first)
+        w = np.zeros(4 * LANES)
+        for j in range(lanes):
+            w[j], w[LANES + j] = alpha_attack[first + j], alpha_release[first + j]
+            w[2 * LANES + j], w[3 * LANES + j] = makeup[first + j], initial[first + j]
+        peak = np.empty(_BLOCK, np.float32)
+        mantissa_bits = np.empty(_BLOCK, np.int32)
+        exponent = np.empty(_BLOCK, np.int32)
+        reduction = np.empty(LANES * _BLOCK)
+        buf = np.empty(LANES * _BLOCK)
+        bits = np.empty(_BLOCK, np.int64)
+        for start in range(0, samples, _BLOCK):
+            count = min(_BLOCK, samples - start)
+            for j in range(lanes):
+                r = first + j
+                src = x[r, 0, start:start + count]
+                for n in range(count):
+                    peak[n] = abs(src[n])
+                for c in range(1, channels):
+                    src = x[r, c, start:start + count]
+                    for n in range(count):
+                        peak[n] = max(peak[n], abs(src[n]))
+                _static_reduction_db(peak, mantissa_bits, exponent, threshold[r], 1.0 - 1.0 / ratio[r], knee[r],
+                                     reduction[j * _BLOCK:], count)
+                for n in range(count):
+                    buf[n * LANES + j] = reduction[j * _BLOCK + n]
+            _ballistics(buf, count, lanes, w)
+            for j in range(lanes):
+                r = first + j
+                gain = reduction[j * _BLOCK:(j + 1) * _BLOCK]
+                for n in range(count):
+                    gain[n] = buf[n * LANES + j]
+                _exp(gain, bits, count)
+                for c in range(channels):
+                    src = x[r, c, start:start + count]
+                    dst = y[r, c, start:start + count]
+                    for n in range(count):
+                        dst[n] = src[n] * np.float32(gain[n])
+        for j in range(lanes):
+            final[first + j] = w[3 * LANES + j]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -197,7 +312,7 @@ def compressor(x: torch.Tensor, threshold_db: torch.Tensor, ratio: torch.Tensor,
         x_np = np.ascontiguousarray(x.detach().cpu().numpy())
         y, final = np.empty_like(x_np), np.empty(x.shape[0])
         _compress_kernel(x_np, *(_np64(t) for t in (threshold_db, ratio, knee_db, alpha_attack, alpha_release,
-                                                    makeup_db, initial)), y, final)
+                                                    makeup_db, initial)), y, final, numba.get_num_threads())
         return torch.from_numpy(y).to(x.device), torch.from_numpy(final)
     level_db = _DB_PER_NEPER * torch.log(x.abs().amax(dim=1).clamp_min(_EPS))
     reduction, final = _GainReductionFunction.apply(

@@ -1,9 +1,16 @@
 """A differentiable, streamable biquad (second-order IIR) filter.
 
 The forward pass is an exact transposed direct-form II recursion in float64, compiled
-with numba and parallel over rows; the backward pass is the exact adjoint of that
-recursion, run by the same kernel on time-reversed signals. So training and rendering share one filter, sample for sample, with no
-frequency-sampling approximation.
+with numba: a cascade of sections runs sample-interleaved over up to `LANES` signals
+at once (SIMD over the signals, the sections' recursions overlapping), tasks parallel
+over groups of signals; the backward pass is the exact adjoint of that recursion, run
+by the same kernel on time-reversed signals. So training and rendering share one
+filter, sample for sample, with no frequency-sampling approximation.
+
+Precision: float64 arithmetic and float64 between the sections of a cascade. float32
+arithmetic would double the SIMD width but is not accurate enough for the console's
+low bands: against float64, a 20 Hz high-pass at 44.1 kHz is off by -72 dB (relative
+to the output's peak), an 80 Hz one by -89 dB, a 30 Hz shelf by -71 dB.
 
 For ``y = B(z)/A(z) x`` with ``a0 = 1`` and upstream gradient ``g = dL/dy``:
 
@@ -19,50 +26,84 @@ import numba
 import numpy as np
 import torch
 
+LANES = 8
+"""Signals (row x channel pairs) one kernel task filters side by side, sample-interleaved."""
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _section(src, dst, r, c, b0, b1, b2, a1, a2, z0, z1):  # pragma: no cover - compiled
-    """One transposed direct-form II biquad over a channel; returns the final state."""
-    for n in range(src.shape[2]):
-        v = np.float64(src[r, c, n])
-        out = b0 * v + z0
-        z0 = b1 * v - a1 * out + z1
-        z1 = b2 * v - a2 * out
-        dst[r, c, n] = out
-    return z0, z1
+_BLOCK = 256  # samples per block held in the lane buffer
+_STRIDE = 7 * LANES  # per section: b0, b1, b2, a1, a2, z0, z1, each LANES wide
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _section_pair(src, dst, r, b0, b1, b2, a1, a2, zl0, zl1, zr0, zr1):  # pragma: no cover - compiled
-    """`_section` on channels 0 and 1 together: two independent recursions interleave."""
-    for n in range(src.shape[2]):
-        vl, vr = np.float64(src[r, 0, n]), np.float64(src[r, 1, n])
-        ol, orr = b0 * vl + zl0, b0 * vr + zr0
-        zl0, zr0 = b1 * vl - a1 * ol + zl1, b1 * vr - a1 * orr + zr1
-        zl1, zr1 = b2 * vl - a2 * ol, b2 * vr - a2 * orr
-        dst[r, 0, n], dst[r, 1, n] = ol, orr
-    return zl0, zl1, zr0, zr1
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def _run_block(buf, count, w, sections, lanes):  # pragma: no cover - compiled
+    """Every section on every lane of one block, sample by sample.
+
+    buf: ``(count * LANES,)`` float64 samples, lane-minor; w: ``(sections * _STRIDE,)``
+    coefficients and states. The loop over lanes is the innermost one and its lanes are
+    independent, so it compiles to SIMD; the recursions of the sections and lanes of a
+    sample interleave, so their latencies overlap (one TDF-II recursion alone waits on its
+    previous output every sample).
+    """
+    for n in range(count):
+        o = n * LANES
+        for k in range(sections):
+            s = k * _STRIDE
+            for j in range(lanes):
+                v = buf[o + j]
+                out = w[s + j] * v + w[s + 5 * LANES + j]
+                w[s + 5 * LANES + j] = w[s + LANES + j] * v - w[s + 3 * LANES + j] * out + w[s + 6 * LANES + j]
+                w[s + 6 * LANES + j] = w[s + 2 * LANES + j] * v - w[s + 4 * LANES + j] * out
+                buf[o + j] = out
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _cascade_kernel(x, b, a, zi, y, zf):  # pragma: no cover - compiled
-    """Cascade of biquads per row, float64 arithmetic, one pass per section.
+def _cascade_kernel(x, b, a, zi, y, zf, threads):  # pragma: no cover - compiled
+    """Cascade of transposed direct-form II biquads per row, float64 arithmetic.
+
+    The row x channel signals are cut into groups of up to `LANES`, one task each; a
+    task moves blocks of `_BLOCK` samples of its signals into a lane-minor float64
+    buffer, runs every section over the block (`_run_block`) and writes it back.
 
     x, y: (rows, channels, samples); b, a: (rows, sections, 3);
-    zi, zf: (rows, sections, channels, 2).
+    zi, zf: (rows, sections, channels, 2); threads: numba's thread count (groups of at
+    least 4 signals are split further to keep every thread busy).
     """
-    for r in numba.prange(x.shape[0]):
-        src = x
-        for k in range(b.shape[1]):
-            b0, b1, b2, a1, a2 = b[r, k, 0], b[r, k, 1], b[r, k, 2], a[r, k, 1], a[r, k, 2]
-            if x.shape[1] == 2:
-                zf[r, k, 0, 0], zf[r, k, 0, 1], zf[r, k, 1, 0], zf[r, k, 1, 1] = _section_pair(
-                    src, y, r, b0, b1, b2, a1, a2, zi[r, k, 0, 0], zi[r, k, 0, 1], zi[r, k, 1, 0], zi[r, k, 1, 1])
-            else:
-                for c in range(x.shape[1]):
-                    zf[r, k, c, 0], zf[r, k, c, 1] = _section(
-                        src, y, r, c, b0, b1, b2, a1, a2, zi[r, k, c, 0], zi[r, k, c, 1])
-            src = y
+    rows, channels, samples = x.shape
+    sections = b.shape[1]
+    signals = rows * channels
+    if signals == 0:
+        return
+    x2 = x.reshape(signals, samples)
+    y2 = y.reshape(signals, samples)
+    groups = max(-(-signals // LANES), min(threads, -(-signals // 4)))
+    width = -(-signals // groups)
+    for g in numba.prange(groups):
+        first = g * width
+        lanes = min(width, signals - first)
+        w = np.zeros(sections * _STRIDE)
+        for j in range(lanes):
+            r, c = (first + j) // channels, (first + j) % channels
+            for k in range(sections):
+                s = k * _STRIDE
+                w[s + j], w[s + LANES + j], w[s + 2 * LANES + j] = b[r, k, 0], b[r, k, 1], b[r, k, 2]
+                w[s + 3 * LANES + j], w[s + 4 * LANES + j] = a[r, k, 1], a[r, k, 2]
+                w[s + 5 * LANES + j], w[s + 6 * LANES + j] = zi[r, k, c, 0], zi[r, k, c, 1]
+        buf = np.zeros(_BLOCK * LANES)
+        for start in range(0, samples, _BLOCK):
+            count = min(_BLOCK, samples - start)
+            for j in range(lanes):
+                src = x2[first + j, start:start + count]
+                for n in range(count):
+                    buf[n * LANES + j] = src[n]
+            _run_block(buf, count, w, sections, lanes)
+            for j in range(lanes):
+                dst = y2[first + j, start:start + count]
+                for n in range(count):
+                    dst[n] = buf[n * LANES + j]
+        for j in range(lanes):
+            r, c = (first + j) // channels, (first + j) % channels
+            for k in range(sections):
+                s = k * _STRIDE
+                zf[r, k, c, 0], zf[r, k, c, 1] = w[s + 5 * LANES + j], w[s + 6 * LANES + j]
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -86,7 +127,7 @@ def _filter(x: np.ndarray, b: np.ndarray, a: np.ndarray,
     y = np.empty_like(x)
     zf = np.empty(state_shape)
     _cascade_kernel(x, np.ascontiguousarray(b, dtype=np.float64), np.ascontiguousarray(a, dtype=np.float64),
-                    zi, y, zf)
+                    zi, y, zf, numba.get_num_threads())
     return y, (zf[:, 0] if single else zf)
 
 

@@ -81,6 +81,28 @@ class CVConfig:
     seconds: float | None = None
 
 
+def _check_resumable(path: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume a run whose rows were made under another fold assignment.
+
+    A trained method's row depends on the songs it was trained on, so rows kept from a run
+    with other songs (e.g. a dataset that has grown), folds, seed or excerpt length would
+    mix models trained on other splits into the table.
+
+    Raises:
+        MixdownError: If ``path`` exists and differs from ``record``.
+    """
+    if not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MixdownError(f"{path}: unreadable ({exc}); use a new output folder") from None
+    changed = sorted(key for key in record if previous.get(key) != record[key])
+    if changed:
+        raise MixdownError(f"{path.parent} holds a cross-validation with another {', '.join(changed)} "
+                           "(rows of trained methods would come from other splits); use a new output folder")
+
+
 def _train(method: str, dataset: str, songs: Sequence[str], seed: int) -> Any:
     module, function = REAL_TRAINABLE[method].split(":")
     return getattr(importlib.import_module(module), function)(dataset, songs, seed)
@@ -111,10 +133,10 @@ def run_crossval(config: CVConfig, progress: ProgressCallback | None = None) -> 
     folds = assign_folds([s.name for s in songs], config.folds, config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "folds.json", json.dumps({"dataset": str(Path(config.dataset).resolve()),
-                                                       "folds": config.folds, "seed": config.seed,
-                                                       "seconds": config.seconds, "song_fold": folds},
-                                                      indent=2, sort_keys=True) + "\n")
+    record = {"dataset": str(Path(config.dataset).resolve()), "folds": config.folds, "seed": config.seed,
+              "seconds": config.seconds, "song_fold": folds}
+    _check_resumable(out / "folds.json", record)
+    atomic_write_text(out / "folds.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     table = ResultsTable(out / "metrics.csv")
     done = table.done()
     methods = list(config.methods) + ([ORACLE] if any(s.params is not None for s in songs) else [])

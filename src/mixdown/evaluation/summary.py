@@ -58,11 +58,11 @@ def _param_label(name: str) -> str:
 
 
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("stereo_mrstft", "stereo MR-STFT (sum/diff)", "audio"),
-    MetricSpec("stereo_mrstft_matched", "loudness-matched stereo MR-STFT", "audio"),
-    MetricSpec("mrstft", "MR-STFT (L/R)", "audio"),
-    MetricSpec("si_sdr_db", "SI-SDR dB", "audio", higher_is_better=True),
-    MetricSpec("loudness_diff_lu", "loudness abs. diff LU", "audio", absolute=True),
+    MetricSpec("stereo_mrstft", "stereo MR-STFT (sum/diff, mean)", "audio"),
+    MetricSpec("stereo_mrstft_matched", "loudness-matched stereo MR-STFT (sum/diff, mean)", "audio"),
+    MetricSpec("mrstft", "MR-STFT (L/R pooled)", "audio"),
+    MetricSpec("si_sdr_db", "SI-SDR dB (per channel, mean)", "audio", higher_is_better=True),
+    MetricSpec("loudness_diff_lu", "loudness abs. diff LU (BS.1770, L+R)", "audio", absolute=True),
     *(MetricSpec(name, f"{name.removeprefix('diff_')} abs. diff", "features", absolute=True)
       for name in AUDIO_METRICS if name.startswith("diff_")),
     *(MetricSpec(name, _param_label(name), "params") for name in PARAM_METRICS),

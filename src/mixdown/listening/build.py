@@ -58,7 +58,8 @@ def build_test(config: ListeningTestConfig, output_dir: str | os.PathLike,
         roles.update({anchor.name: "anchor" for anchor in config.anchors})
         manifest = Manifest(name=config.name, instructions=config.instructions, seed=config.seed,
                             target_lufs=config.target_lufs, conditions=config.conditions, roles=roles,
-                            songs=tuple(songs))
+                            songs=tuple(songs), test_type=config.type, repeats=config.repeats,
+                            mid_anchor=config.mid_anchor)
         atomic_write_text(tmp / MANIFEST_NAME, manifest.to_json())
     return manifest
 

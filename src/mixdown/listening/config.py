@@ -2,16 +2,19 @@
 
 A test rates every **condition** (a mix, or the hidden reference or an anchor) of every
 **song**. Conditions come from audio files or from mixing methods run on the song's
-stems. Example (paths relative to the YAML file)::
+stems. Example (paths relative to the YAML file; ``configs/listening_test.yaml`` is a
+complete one)::
 
     name: Demo mixes
+    type: mushra              # mushra (default), bs1116, ab or abx: see TEST_TYPES
     seed: 7                   # randomisation seed (per-participant orders derive from it)
     target_lufs: -23          # every excerpt is loudness-matched to this (BS.1770 integrated)
     excerpt_s: 8              # excerpt length
     fade_ms: 50               # raised-cosine fade in and out of each excerpt
     reference: target         # the condition that is the (hidden) reference
-    anchors:                  # derived from the reference (default: one 3.5 kHz low-pass)
-      - {name: anchor, lowpass_hz: 3500}
+    anchors:                  # derived from the reference (MUSHRA default: one 3.5 kHz low-pass)
+      - {name: anchor, lowpass_hz: 3500, level: low}
+      - {name: mid_anchor, lowpass_hz: 7000, level: mid}   # the mid anchor gets BS.1534-3's screening rule
       - {name: mono_anchor, mono: true}
     conditions:               # conditions every song has
       mono: {method: mono}
@@ -49,9 +52,42 @@ DEFAULT_INSTRUCTIONS = (
     "mixes as often as you like while playing; use the loop to compare a short passage."
 )
 
+INSTRUCTIONS = {
+    "mushra": DEFAULT_INSTRUCTIONS,
+    "bs1116": (
+        "Compare each of A and B with the reference and grade any difference you hear on the impairment "
+        "scale, from 5.0 (imperceptible) to 1.0 (very annoying). One of A and B is the reference itself: "
+        "grade it 5.0. Switch as often as you like while playing; use the loop to compare a short passage."),
+    "ab": (
+        "Listen to A and B and choose the one you prefer. Switch as often as you like while playing; use "
+        "the loop to compare a short passage."),
+    "abx": (
+        "A and B are two different versions; X is one of them. Listen to all three and say whether X is A "
+        "or B. Switch as often as you like while playing; use the loop to compare a short passage. If you "
+        "cannot tell, make your best guess."),
+}
+"""The instructions each test type shows unless the YAML gives its own."""
+
 TARGET_LUFS_RANGE = (-60.0, -5.0)
 EXCERPT_S_RANGE = (1.0, 60.0)
 LOWPASS_HZ_RANGE = (100.0, 20000.0)
+REPEATS_RANGE = (1, 50)
+
+TEST_TYPES = {
+    "mushra": "ITU-R BS.1534-3 (MUSHRA): per song, the open reference and every condition (the hidden "
+              "reference and the anchors among them) rated 0-100",
+    "bs1116": "ITU-R BS.1116-3 double-blind triple stimulus with hidden reference: per song and condition, "
+              "the open reference and two versions (the condition and the hidden reference, in random order) "
+              "graded 1.0-5.0 on the impairment scale",
+    "ab": "paired comparison: per song and pair of conditions, which of two versions is preferred",
+    "abx": "ABX: per song and condition, A and B are the reference and the condition in random order and "
+           "X is one of them; the participant says which; scored with a binomial test",
+}
+"""The test types (``type:``) and what a trial of each holds."""
+
+ANCHOR_LEVELS = ("low", "mid")
+"""BS.1534-3's anchors: the low anchor (3.5 kHz low-pass) and the mid anchor (7 kHz); the mid
+anchor's ratings screen assessors (`mixdown.listening.screening`)."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +117,14 @@ class AnchorConfig:
         lowpass_hz: Low-pass cutoff in Hz (3500 for BS.1534's low anchor, 7000 for its
             mid anchor), or ``None`` for none.
         mono: Downmix to mono (both channels carry ``(left + right) / 2``).
+        level: ``"low"`` or ``"mid"`` (BS.1534-3's low and mid anchors), or ``None``. The
+            mid anchor's ratings screen MUSHRA assessors; at most one anchor is ``"mid"``.
     """
 
     name: str = "anchor"
     lowpass_hz: float | None = 3500.0
     mono: bool = False
+    level: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +158,11 @@ class ListeningTestConfig:
         excerpt_s: Excerpt length in seconds.
         fade_ms: Raised-cosine fade in and out of each excerpt, in ms.
         seed: Seed of the per-participant randomisation.
-        anchors: Anchor conditions derived from the reference.
+        anchors: Anchor conditions derived from the reference (for ``mushra`` one low anchor
+            by default, for the other types none).
+        type: One of `TEST_TYPES`.
+        repeats: How often each song and condition (``bs1116``, ``abx``) or pair (``ab``)
+            is presented to each participant; 1 for ``mushra``.
     """
 
     songs: tuple[SongConfig, ...]
@@ -130,7 +173,14 @@ class ListeningTestConfig:
     excerpt_s: float = 10.0
     fade_ms: float = 50.0
     seed: int = 0
-    anchors: tuple[AnchorConfig, ...] = (AnchorConfig(),)
+    anchors: tuple[AnchorConfig, ...] = (AnchorConfig(level="low"),)
+    type: str = "mushra"
+    repeats: int = 1
+
+    @property
+    def mid_anchor(self) -> str | None:
+        """The anchor with ``level: mid``, if any."""
+        return next((anchor.name for anchor in self.anchors if anchor.level == "mid"), None)
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -171,7 +221,10 @@ def parse_config(data: Any, base_dir: Path, where: str = "config") -> ListeningT
     """
     top = _mapping(data, where, required={"songs", "reference"},
                    optional={"name", "instructions", "target_lufs", "excerpt_s", "fade_ms", "seed",
-                             "anchors", "conditions"})
+                             "anchors", "conditions", "type", "repeats"})
+    test_type = top.get("type", ListeningTestConfig.type)
+    if not isinstance(test_type, str) or test_type not in TEST_TYPES:
+        raise MixdownError(f"{where}: type: {test_type!r} is not one of {', '.join(TEST_TYPES)}")
     shared = _conditions(top.get("conditions", {}), base_dir, f"{where}: conditions")
     songs_data = top["songs"]
     if not isinstance(songs_data, list) or not songs_data:
@@ -179,18 +232,29 @@ def parse_config(data: Any, base_dir: Path, where: str = "config") -> ListeningT
     songs = tuple(_song(entry, shared, base_dir, f"{where}: songs[{i}]") for i, entry in enumerate(songs_data))
     defaults = ListeningTestConfig  # its class attributes are the field defaults
     anchors_data = top.get("anchors")
-    anchors = defaults.anchors if anchors_data is None else _anchors(anchors_data, f"{where}: anchors")
+    if anchors_data is None:
+        anchors = defaults.anchors if test_type == "mushra" else ()
+    else:
+        anchors = _anchors(anchors_data, f"{where}: anchors")
+    repeats = _integer(top.get("repeats", defaults.repeats), f"{where}: repeats")
+    if not REPEATS_RANGE[0] <= repeats <= REPEATS_RANGE[1]:
+        raise MixdownError(f"{where}: repeats: {repeats} is outside [{REPEATS_RANGE[0]}, {REPEATS_RANGE[1]}]")
+    if test_type == "mushra" and repeats != 1:
+        raise MixdownError(f"{where}: repeats: a MUSHRA trial already holds every condition; "
+                           "repeats applies to bs1116, ab and abx tests")
     config = ListeningTestConfig(
         songs=songs,
         reference=_name(top["reference"], f"{where}: reference"),
         name=_string(top.get("name", defaults.name), f"{where}: name"),
-        instructions=_string(top.get("instructions", defaults.instructions), f"{where}: instructions"),
+        instructions=_string(top.get("instructions", INSTRUCTIONS[test_type]), f"{where}: instructions"),
         target_lufs=_number(top.get("target_lufs", defaults.target_lufs), f"{where}: target_lufs",
                             TARGET_LUFS_RANGE),
         excerpt_s=_number(top.get("excerpt_s", defaults.excerpt_s), f"{where}: excerpt_s", EXCERPT_S_RANGE),
         fade_ms=_number(top.get("fade_ms", defaults.fade_ms), f"{where}: fade_ms", (0.0, 1000.0)),
         seed=_integer(top.get("seed", defaults.seed), f"{where}: seed"),
         anchors=anchors,
+        type=test_type,
+        repeats=repeats,
     )
     _check_consistent(config, where)
     return config
@@ -223,6 +287,8 @@ def _check_consistent(config: ListeningTestConfig, where: str) -> None:
     anchor_names = [anchor.name.lower() for anchor in config.anchors]
     if len(set(anchor_names)) != len(anchor_names):
         raise MixdownError(f"{where}: anchors: two anchors share a name")
+    if sum(anchor.level == "mid" for anchor in config.anchors) > 1:
+        raise MixdownError(f"{where}: anchors: only one anchor can be the mid anchor (level: mid)")
 
 
 def _song(data: Any, shared: dict[str, ConditionSource], base_dir: Path, where: str) -> SongConfig:
@@ -277,9 +343,12 @@ def _anchors(data: Any, where: str) -> tuple[AnchorConfig, ...]:
         raise MixdownError(f"{where}: expected a list of anchors ([] for none)")
     anchors = []
     for i, value in enumerate(data):
-        entry = _mapping(value, f"{where}[{i}]", required={"name"}, optional={"lowpass_hz", "mono"})
+        entry = _mapping(value, f"{where}[{i}]", required={"name"}, optional={"lowpass_hz", "mono", "level"})
         lowpass = entry.get("lowpass_hz")
         mono = entry.get("mono", False)
+        level = entry.get("level")
+        if level is not None and level not in ANCHOR_LEVELS:
+            raise MixdownError(f"{where}[{i}]: level: {level!r} is not one of {', '.join(ANCHOR_LEVELS)}")
         if not isinstance(mono, bool):
             raise MixdownError(f"{where}[{i}]: mono: expected true or false, got {mono!r}")
         if lowpass is None and not mono:
@@ -288,6 +357,7 @@ def _anchors(data: Any, where: str) -> tuple[AnchorConfig, ...]:
             name=_name(entry["name"], f"{where}[{i}]: name"),
             lowpass_hz=None if lowpass is None else _number(lowpass, f"{where}[{i}]: lowpass_hz", LOWPASS_HZ_RANGE),
             mono=mono,
+            level=level,
         ))
     return tuple(anchors)
 
@@ -318,6 +388,8 @@ def _string(value: Any, where: str) -> str:
 
 
 def _number(value: Any, where: str, limits: tuple[float, float]) -> float:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**1023:
+        raise MixdownError(f"{where}: expected a finite number, got an integer of {len(str(abs(value)))} digits")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise MixdownError(f"{where}: expected a finite number, got {value!r}")
     if not limits[0] <= value <= limits[1]:

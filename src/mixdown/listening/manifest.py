@@ -25,7 +25,9 @@ from mixdown.errors import MixdownError
 MANIFEST_NAME = "test.json"
 RESPONSES_NAME = "responses.sqlite"
 AUDIO_DIR = "audio"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added ``test_type``, ``repeats`` and ``mid_anchor``; a version-1 manifest is a MUSHRA test."""
 
 Role = Literal["reference", "test", "anchor"]
 """A condition is the hidden reference, a condition under test, or an anchor."""
@@ -65,6 +67,10 @@ class Manifest:
         roles: ``{condition: role}``.
         songs: The songs' stimuli, in configuration order.
         version: Manifest format version.
+        test_type: ``"mushra"``, ``"bs1116"``, ``"ab"`` or ``"abx"``
+            (`mixdown.listening.config.TEST_TYPES`).
+        repeats: Presentations of each song and condition (or pair) per participant.
+        mid_anchor: The BS.1534-3 mid anchor (screened on), or ``None``.
     """
 
     name: str
@@ -75,6 +81,9 @@ class Manifest:
     roles: dict[str, Role]
     songs: tuple[SongStimuli, ...]
     version: int = MANIFEST_VERSION
+    test_type: str = "mushra"
+    repeats: int = 1
+    mid_anchor: str | None = None
 
     @property
     def reference(self) -> str:
@@ -97,9 +106,9 @@ class Manifest:
             raise MixdownError(f"{test_dir}: no such test folder (create one with `mixdown listen create`)")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") != MANIFEST_VERSION:
+            if data.get("version") not in READABLE_VERSIONS:
                 raise MixdownError(f"{path}: manifest version {data.get('version')!r}; "
-                                   f"this mixdown reads version {MANIFEST_VERSION}")
+                                   f"this mixdown reads versions {', '.join(map(str, READABLE_VERSIONS))}")
             songs = tuple(SongStimuli(**song) for song in data.pop("songs"))
             return cls(**{**data, "songs": songs, "conditions": tuple(data["conditions"])})
         except FileNotFoundError:

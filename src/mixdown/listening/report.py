@@ -7,7 +7,11 @@ from collections.abc import Mapping, Sequence
 
 from mixdown.listening.analysis import Analysis
 from mixdown.listening.manifest import Manifest
-from mixdown.listening.screening import MAX_FRACTION_BELOW, REFERENCE_THRESHOLD
+from mixdown.listening.screening import (
+    MAX_FRACTION_BELOW,
+    MID_ANCHOR_THRESHOLD,
+    REFERENCE_THRESHOLD,
+)
 from mixdown.listening.statistics import Summary
 from mixdown.listening.store import ParticipantRecord, TrialRecord
 
@@ -33,6 +37,10 @@ def render_report(analysis: Analysis, manifest: Manifest, participants: Sequence
     level = f"{analysis.confidence:.0%}"
     rated = analysis.screening
     kept = [r for r in rated if not r.excluded]
+    mid = analysis.mid_anchor
+    mid_rule = (f", or who rate the mid anchor `{mid}` above {MID_ANCHOR_THRESHOLD:g} in more than "
+                f"{MAX_FRACTION_BELOW:.0%} of their trials" if mid else
+                " (the mid-anchor rule needs an anchor with `level: mid`; this test has none)")
     lines = [
         f"# Listening test results: {manifest.name}",
         "",
@@ -47,19 +55,21 @@ def render_report(analysis: Analysis, manifest: Manifest, participants: Sequence
         f"{len(participants)} registered, {len(rated)} rated at least one trial, "
         f"{sum(p.finished_at is not None for p in participants)} finished. Post-screening (BS.1534-3): "
         f"participants who rate the hidden reference below {REFERENCE_THRESHOLD:g} in more than "
-        f"{MAX_FRACTION_BELOW:.0%} of their trials are excluded: {len(rated) - len(kept)} excluded, "
+        f"{MAX_FRACTION_BELOW:.0%} of their trials{mid_rule} are excluded: {len(rated) - len(kept)} excluded, "
         f"{len(kept)} kept.",
         "",
     ]
     if rated:
-        lines += _table(["participant", "trials", f"reference < {REFERENCE_THRESHOLD:g}", "kept"],
+        mid_header = [f"mid anchor > {MID_ANCHOR_THRESHOLD:g}"] if mid else []
+        lines += _table(["participant", "trials", f"reference < {REFERENCE_THRESHOLD:g}", *mid_header, "kept"],
                         [[_cell(r.participant_id), str(r.trials), f"{r.reference_below} ({r.fraction_below:.0%})",
+                          *([f"{r.mid_anchor_above} ({r.fraction_mid_above:.0%})"] if mid else []),
                           "no" if r.excluded else "yes"] for r in rated])
     if not kept:
         lines += ["No participant is left after screening, so there are no statistics.", ""]
         return "\n".join(lines)
     lines += ["## All songs", "", f"Mean, median and {level} confidence interval of the mean "
-              "(Student t) over every kept trial.", ""]
+              "(Student t, clipped to the 0-100 scale) over every kept trial.", ""]
     lines += _summary_table(analysis.overall, analysis.roles, level)
     lines += [f"![ratings, all songs]({plots['overall']})", ""]
     lines += ["## Pairwise comparisons", "",

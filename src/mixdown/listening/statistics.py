@@ -32,15 +32,25 @@ class Summary:
     ci_high: float
 
 
-def summarize(ratings: np.ndarray, confidence: float = 0.95) -> Summary:
-    """Mean, median and Student-t confidence interval of the mean.
+MUSHRA_SCALE = (0.0, 100.0)
+"""The MUSHRA rating scale, which confidence intervals of ratings are clipped to."""
+
+
+def summarize(ratings: np.ndarray, confidence: float = 0.95,
+              scale: tuple[float, float] | None = None) -> Summary:
+    """Mean, median and Student-t confidence interval of the mean, optionally clipped to the scale.
 
     The interval is ``mean +- t(1 - (1 - confidence) / 2, n - 1) * s / sqrt(n)`` with
-    ``s`` the sample standard deviation (``ddof=1``), the interval ITU-R BS.1534-3 asks results to report.
+    ``s`` the sample standard deviation (``ddof=1``), the interval ITU-R BS.1534-3 asks
+    results to report. Near the ends of a bounded scale that interval runs past it (mean 95,
+    s 10, n 5: [82.6, 107.4]); with ``scale`` its ends are clipped to the scale ([82.6, 100]),
+    since the mean of ratings on the scale cannot leave it. Clipping changes no interval
+    that lies inside the scale.
 
     Args:
         ratings: Ratings; NaN entries are ignored.
         confidence: Coverage of the interval.
+        scale: ``(lowest, highest)`` rating, e.g. `MUSHRA_SCALE`; None leaves the interval as is.
 
     Returns:
         The summary (all NaN when there are no ratings).
@@ -56,7 +66,10 @@ def summarize(ratings: np.ndarray, confidence: float = 0.95) -> Summary:
     if n < 2:
         return Summary(1, mean, float(np.median(values)), np.nan, np.nan)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
-    return Summary(n, mean, float(np.median(values)), mean - half, mean + half)
+    low, high = mean - half, mean + half
+    if scale is not None:
+        low, high = max(low, scale[0]), min(high, scale[1])
+    return Summary(n, mean, float(np.median(values)), low, high)
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -137,3 +150,20 @@ def pairwise_wilcoxon(table: RatingsTable, conditions: Sequence[str] | None = No
                     float(result.pvalue)))
     adjusted = holm([row[-1] for row in raw])
     return [PairwiseTest(*row, p_holm=float(p)) for row, p in zip(raw, adjusted)]
+
+
+def binomial_p_value(successes: int, trials: int, alternative: str = "greater") -> float:
+    """Exact binomial test against chance (p = 0.5).
+
+    ``"greater"`` (ABX: more right answers than guessing gives) is ``P(K >= k)`` for
+    ``K ~ Binomial(n, 1/2)``, i.e. ``sum_{i >= k} C(n, i) / 2^n``; ``"two-sided"`` (AB
+    preferences) doubles the smaller tail, capped at 1 (``scipy.stats.binomtest``).
+
+    Args:
+        successes: ``k``.
+        trials: ``n`` (1 for none: the p-value of no data is 1).
+        alternative: ``"greater"`` or ``"two-sided"``.
+    """
+    if trials == 0:
+        return 1.0
+    return float(stats.binomtest(successes, trials, 0.5, alternative=alternative).pvalue)

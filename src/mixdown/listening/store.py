@@ -2,17 +2,27 @@
 
 Each call opens its own connection and commits before returning, so a closed browser
 tab or a killed server loses nothing that was submitted, and the store can be used
-from the server's worker threads. Participant IDs are unique ignoring case. Saving a
-trial again replaces its ratings (idempotent: the same submission twice leaves the
-same rows).
+from the server's worker threads. Participant IDs are unique ignoring case.
+
+The server stores answers through the ``submit_*`` methods, which enforce the rules of a
+test in the same transaction as the write: a participant answers their trials in the order
+served, a submitted trial cannot change (sending the very same answer again is a no-op,
+so a retried request is harmless), and nothing changes once they have finished.
+`ResponseStore.save_trial` writes MUSHRA ratings without those rules (replacing earlier
+ones), for tools and tests.
+
+Tables: ``participants``, ``trials`` (one row per submitted trial, any test type, with its
+comment), ``ratings`` (MUSHRA, 0-100), ``grades`` (BS.1116, 1.0-5.0), ``choices`` (AB and
+ABX) and ``meta`` (the secret the server derives audio URLs from).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,11 +55,39 @@ CREATE TABLE IF NOT EXISTS ratings (
     rating REAL NOT NULL CHECK (rating BETWEEN 0 AND 100),
     PRIMARY KEY (participant_id, song, condition)
 );
+CREATE TABLE IF NOT EXISTS grades (
+    participant_id TEXT NOT NULL COLLATE NOCASE REFERENCES participants (participant_id),
+    trial_index INTEGER NOT NULL,
+    song TEXT NOT NULL,
+    condition TEXT NOT NULL,
+    condition_slot INTEGER NOT NULL CHECK (condition_slot IN (0, 1)),
+    reference_grade REAL NOT NULL CHECK (reference_grade BETWEEN 1 AND 5),
+    condition_grade REAL NOT NULL CHECK (condition_grade BETWEEN 1 AND 5),
+    PRIMARY KEY (participant_id, trial_index)
+);
+CREATE TABLE IF NOT EXISTS choices (
+    participant_id TEXT NOT NULL COLLATE NOCASE REFERENCES participants (participant_id),
+    trial_index INTEGER NOT NULL,
+    song TEXT NOT NULL,
+    condition_a TEXT NOT NULL,
+    condition_b TEXT NOT NULL,
+    choice INTEGER NOT NULL CHECK (choice IN (0, 1)),
+    x_slot INTEGER CHECK (x_slot IN (0, 1)),
+    PRIMARY KEY (participant_id, trial_index)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
 class DuplicateParticipantError(MixdownError):
     """A participant ID is already taken."""
+
+
+class SubmissionRefused(MixdownError):
+    """A trial submitted out of order, a change to a submitted trial, or any after finishing."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +132,58 @@ class RatingRecord:
     rating: float
 
 
+@dataclass(frozen=True)
+class GradeRecord:
+    """One BS.1116 trial: grades (1.0-5.0) of a condition and of the hidden reference.
+
+    Attributes:
+        condition_slot: Where the condition was (0: A, 1: B); the hidden reference had the other.
+    """
+
+    participant_id: str
+    trial_index: int
+    song: str
+    condition: str
+    condition_slot: int
+    reference_grade: float
+    condition_grade: float
+
+    @property
+    def difference(self) -> float:
+        """The difference grade, condition minus hidden reference (BS.1116-3: negative when heard as worse)."""
+        return self.condition_grade - self.reference_grade
+
+
+@dataclass(frozen=True)
+class ChoiceRecord:
+    """One AB or ABX trial.
+
+    Attributes:
+        condition_a: Played as A.
+        condition_b: Played as B.
+        choice: AB: the version preferred (0: A, 1: B). ABX: the answer to "X is A or B?".
+        x_slot: ABX: what X was (0: A, 1: B); ``None`` for AB.
+    """
+
+    participant_id: str
+    trial_index: int
+    song: str
+    condition_a: str
+    condition_b: str
+    choice: int
+    x_slot: int | None
+
+    @property
+    def correct(self) -> bool | None:
+        """ABX: whether the answer was right; ``None`` for AB."""
+        return None if self.x_slot is None else self.choice == self.x_slot
+
+    @property
+    def chosen(self) -> str:
+        """The condition chosen."""
+        return self.condition_b if self.choice else self.condition_a
+
+
 class ResponseStore:
     """The SQLite file of a test's answers.
 
@@ -111,6 +201,7 @@ class ResponseStore:
             with self._connect() as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('secret', ?)", (secrets.token_hex(32),))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -178,11 +269,116 @@ class ResponseStore:
                              [(participant_id, trial_index, song, condition, slot, rating)
                               for condition, (slot, rating) in ratings.items()])
 
-    def finish(self, participant_id: str, comment: str) -> None:
-        """Mark a participant finished and store their closing comment."""
+    def finish(self, participant_id: str, comment: str) -> bool:
+        """Mark a participant finished and store their closing comment.
+
+        Returns:
+            False (and nothing changes) if they had already finished: their answers and
+            comment are final.
+        """
         with self._connect() as conn:
-            conn.execute("UPDATE participants SET finished_at = COALESCE(finished_at, ?), comment = ? "
-                         "WHERE participant_id = ?", (_now(), comment, participant_id))
+            changed = conn.execute("UPDATE participants SET finished_at = ?, comment = ? "
+                                   "WHERE participant_id = ? AND finished_at IS NULL",
+                                   (_now(), comment, participant_id)).rowcount
+        return changed > 0
+
+    def secret(self) -> bytes:
+        """The test's random secret (created with the store), from which the server derives
+        participants' audio URLs and dither, so both survive a restart."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+            if row is None:  # a store created before the secret existed
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('secret', ?)", (secrets.token_hex(32),))
+                row = conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+        return bytes.fromhex(row[0])
+
+    # -- submissions under the test's rules -------------------------------------------------
+
+    def submit_ratings(self, participant_id: str, trial_index: int, song: str,
+                       ratings: Mapping[str, tuple[int, float]], comment: str) -> bool:
+        """Store a MUSHRA trial under the rules (see the module docstring).
+
+        Args:
+            ratings: ``{condition: (slot, rating 0-100)}``.
+
+        Returns:
+            True if stored, False if it repeats the stored answer exactly.
+
+        Raises:
+            SubmissionRefused: out of order, a change to a submitted trial, or after finishing.
+        """
+        wanted = {condition: (slot, float(rating)) for condition, (slot, rating) in ratings.items()}
+
+        def stored(conn: sqlite3.Connection) -> dict:
+            rows = conn.execute("SELECT condition, slot, rating FROM ratings WHERE participant_id = ? AND "
+                                "trial_index = ?", (participant_id, trial_index))
+            return {condition: (slot, rating) for condition, slot, rating in rows}
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany("INSERT OR REPLACE INTO ratings VALUES (?, ?, ?, ?, ?, ?)",
+                             [(participant_id, trial_index, song, condition, slot, rating)
+                              for condition, (slot, rating) in wanted.items()])
+
+        return self._submit(participant_id, trial_index, song, comment, wanted, stored, write)
+
+    def submit_grades(self, participant_id: str, trial_index: int, song: str, condition: str, condition_slot: int,
+                      reference_grade: float, condition_grade: float, comment: str) -> bool:
+        """Store a BS.1116 trial under the rules; arguments as `GradeRecord`. Returns and raises as `submit_ratings`."""
+        wanted = (condition, condition_slot, float(reference_grade), float(condition_grade))
+
+        def stored(conn: sqlite3.Connection) -> tuple | None:
+            row = conn.execute("SELECT condition, condition_slot, reference_grade, condition_grade FROM grades "
+                               "WHERE participant_id = ? AND trial_index = ?", (participant_id, trial_index)).fetchone()
+            return None if row is None else tuple(row)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO grades VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (participant_id, trial_index, song, *wanted))
+
+        return self._submit(participant_id, trial_index, song, comment, wanted, stored, write)
+
+    def submit_choice(self, participant_id: str, trial_index: int, song: str, condition_a: str, condition_b: str,
+                      choice: int, x_slot: int | None, comment: str) -> bool:
+        """Store an AB or ABX trial under the rules; arguments as `ChoiceRecord`. Returns and raises as `submit_ratings`."""
+        wanted = (condition_a, condition_b, choice, x_slot)
+
+        def stored(conn: sqlite3.Connection) -> tuple | None:
+            row = conn.execute("SELECT condition_a, condition_b, choice, x_slot FROM choices "
+                               "WHERE participant_id = ? AND trial_index = ?", (participant_id, trial_index)).fetchone()
+            return None if row is None else tuple(row)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO choices VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (participant_id, trial_index, song, *wanted))
+
+        return self._submit(participant_id, trial_index, song, comment, wanted, stored, write)
+
+    def _submit(self, participant_id: str, trial_index: int, song: str, comment: str, wanted: object,
+                stored: Callable[[sqlite3.Connection], object], write: Callable[[sqlite3.Connection], None]) -> bool:
+        """Check the rules and write, in one transaction that holds the write lock from the start."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT finished_at FROM participants WHERE participant_id = ?",
+                               (participant_id,)).fetchone()
+            if row is None:
+                raise SubmissionRefused(f"unknown participant {participant_id!r}")
+            if row[0] is not None:
+                raise SubmissionRefused("you have finished the test: your answers are final")
+            done = {index for (index,) in conn.execute("SELECT trial_index FROM trials WHERE participant_id = ?",
+                                                       (participant_id,))}
+            if trial_index in done:
+                previous = conn.execute("SELECT comment FROM trials WHERE participant_id = ? AND trial_index = ?",
+                                        (participant_id, trial_index)).fetchone()[0]
+                if stored(conn) == wanted and previous == comment:
+                    return False
+                raise SubmissionRefused(f"trial {trial_index + 1} is already submitted; answers cannot change")
+            expected = next(index for index in itertools.count() if index not in done)
+            if trial_index != expected:
+                raise SubmissionRefused(f"submit trial {expected + 1} first")
+            conn.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?)", (participant_id, trial_index, song, comment,
+                                                                       _now()))
+            write(conn)
+        return True
 
     def participants(self) -> list[ParticipantRecord]:
         """Every participant, in registration order."""
@@ -204,6 +400,21 @@ class ResponseStore:
             rows = conn.execute("SELECT participant_id, trial_index, song, condition, slot, rating FROM ratings "
                                 "ORDER BY participant_id, trial_index, slot").fetchall()
         return [RatingRecord(*row) for row in rows]
+
+    def grades(self) -> list[GradeRecord]:
+        """Every BS.1116 trial."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT participant_id, trial_index, song, condition, condition_slot, "
+                                "reference_grade, condition_grade FROM grades "
+                                "ORDER BY participant_id, trial_index").fetchall()
+        return [GradeRecord(*row) for row in rows]
+
+    def choices(self) -> list[ChoiceRecord]:
+        """Every AB or ABX trial."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT participant_id, trial_index, song, condition_a, condition_b, choice, x_slot "
+                                "FROM choices ORDER BY participant_id, trial_index").fetchall()
+        return [ChoiceRecord(*row) for row in rows]
 
 
 def _now() -> str:

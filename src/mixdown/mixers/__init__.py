@@ -18,13 +18,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from mixdown.errors import MixdownError
-from mixdown.multitrack import Multitrack
-from mixdown.params import ConsoleParams
+
+if TYPE_CHECKING:  # the registry is imported by the CLI's --help, which must not load numpy or torch
+    import numpy as np
+
+    from mixdown.multitrack import Multitrack
+    from mixdown.params import ConsoleParams
 
 ProgressCallback = Callable[[float, float], None]
 """Called with ``(done, total)``."""

@@ -57,7 +57,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
@@ -199,60 +199,84 @@ def export_forest(forest: Any) -> TreeArrays:
 
 
 @dataclass(frozen=True, eq=False)
-class ForestModel:
-    """The trained level and width forests with what is needed to trust them.
+class ForestPair:
+    """Two regression forests over `mixdown.features` rows (a level-like target and a width) and their provenance.
+
+    The one model class of the forest mixers: `ForestModel` (synthetic targets) and
+    `mixdown.mixers.producer.ProducerModel` (real producers' settings) subclass it and
+    set the class attributes as class keywords
+    (``class M(ForestPair, targets=..., config_class=..., kind=..., recipe=...)``); prediction, the ``.npz`` format and its checks are shared.
 
     Attributes:
-        level: forest predicting ``level_lu`` (see the module docstring).
-        width: forest predicting ``width`` (``|pan|``).
-        config: how it was trained.
-        info: training statistics and library versions (JSON-ready).
+        forests: ``(first, width)``: the forests of ``targets[0]`` and ``targets[1]`` (``|pan|``).
+        config: How it was trained (an instance of ``config_class``).
+        info: Training statistics and library versions (JSON-ready).
+        targets: Names of the two targets (the array names in the weights file).
+        config_class: The training-settings dataclass stored in the file.
+        kind: The model's name in messages (``forest``, ``producer``).
+        recipe: The recipe that trains it (for the message when the file is missing).
     """
 
-    level: TreeArrays
-    width: TreeArrays
-    config: ForestConfig
+    forests: tuple[TreeArrays, TreeArrays]
+    config: Any
     info: dict[str, Any]
 
+    targets: ClassVar[tuple[str, str]]
+    config_class: ClassVar[type]
+    kind: ClassVar[str]
+    recipe: ClassVar[str]
+
+    def __init_subclass__(cls, *, targets: tuple[str, str], config_class: type, kind: str, recipe: str,
+                          **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.targets, cls.config_class, cls.kind, cls.recipe = targets, config_class, kind, recipe
+
+    @property
+    def width(self) -> TreeArrays:
+        """The forest predicting ``|pan|``."""
+        return self.forests[1]
+
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(level_lu, width)`` per row of `mixdown.features.multitrack_features`.
+        """``(targets[0], width)`` per row of `mixdown.features.multitrack_features`; the width clipped to 0..1.
 
         Shape:
             features: ``(stems, len(FEATURE_NAMES))`` -> two ``(stems,)`` arrays.
         """
         if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
             raise ValueError(f"expected features of shape (stems, {len(FEATURE_NAMES)}), got {features.shape}")
-        return self.level.predict(features), np.clip(self.width.predict(features), 0.0, 1.0)
+        return self.forests[0].predict(features), np.clip(self.forests[1].predict(features), 0.0, 1.0)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model as plain arrays and JSON strings to an ``.npz``, atomically."""
         arrays = {f"{target}_{name}": getattr(forest, name)
-                  for target, forest in zip(TARGETS, (self.level, self.width), strict=True) for name in _ARRAYS}
+                  for target, forest in zip(self.targets, self.forests, strict=True) for name in _ARRAYS}
         header = {"format_version": FORMAT_VERSION, "feature_names": list(FEATURE_NAMES),
                   "config": asdict(self.config), "info": self.info}
         with atomic_path(path) as tmp, open(tmp, "wb") as file:
             np.savez_compressed(file, header=np.array(json.dumps(header, sort_keys=True)), **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ForestModel:
-        """Read a model written by `save`; a missing, corrupt or stale file raises `MixdownError`."""
+    def load(cls, path: str | os.PathLike) -> Self:
+        """Read a model written by `save`; a missing, corrupt, stale or inconsistent file raises `MixdownError`."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {key: data[key] for key in data.files if key != "header"}
         except FileNotFoundError:
-            raise MixdownError(f"no forest weights at {path}; train them with "
-                               "mixdown train configs/forest.yaml --export PATH") from None
+            raise MixdownError(f"no {cls.kind} weights at {path}; train them with "
+                               f"mixdown train {cls.recipe} --export PATH") from None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            raise MixdownError(f"{path}: not a forest weights file ({exc})") from None
+            raise MixdownError(f"{path}: not a {cls.kind} weights file ({exc})") from None
         if header.get("format_version") != FORMAT_VERSION or header.get("feature_names") != list(FEATURE_NAMES):
             raise MixdownError(f"{path}: weights are for another format or feature set; retrain them")
         try:
-            forests = [TreeArrays(**{name: arrays[f"{target}_{name}"] for name in _ARRAYS}) for target in TARGETS]
-            config = ForestConfig(**header["config"])
+            forests = tuple(TreeArrays(**{name: arrays[f"{target}_{name}"] for name in _ARRAYS})
+                            for target in cls.targets)
+            config = cls.config_class(**{key: tuple(value) if isinstance(value, list) else value
+                                         for key, value in header["config"].items()})
         except (KeyError, TypeError) as exc:
-            raise MixdownError(f"{path}: incomplete forest weights ({exc})") from None
+            raise MixdownError(f"{path}: incomplete {cls.kind} weights ({exc})") from None
         for forest in forests:
             nodes = forest.value.shape[0]
             if not all(getattr(forest, n).shape == (nodes,) for n in _ARRAYS[:-1]) or not (
@@ -260,7 +284,40 @@ class ForestModel:
                     and max(forest.left.max(), forest.right.max(), forest.roots.max()) < nodes
                     and 0 <= forest.feature.min() and forest.feature.max() < len(FEATURE_NAMES)):
                 raise MixdownError(f"{path}: inconsistent tree arrays")
-        return cls(level=forests[0], width=forests[1], config=config, info=header["info"])
+        return cls(forests=forests, config=config, info=header["info"])
+
+
+class ForestModel(ForestPair, targets=TARGETS, config_class=ForestConfig, kind="forest",
+                  recipe="configs/forest.yaml"):
+    """The level and width forests of the synthetic-trained mixer (targets: see the module docstring)."""
+
+    @property
+    def level(self) -> TreeArrays:
+        """The forest predicting ``level_lu``."""
+        return self.forests[0]
+
+
+def training_info(data_s: float, fit_s: float, **extra: Any) -> dict[str, Any]:
+    """A forest model's ``info``: wall times, the machine's core count, library versions, and ``extra``."""
+    import sklearn
+
+    return {**extra, "data_s": round(data_s, 1), "fit_s": round(fit_s, 1), "cpu_count": os.cpu_count(),
+            "versions": {"mixdown": mixdown.__version__, "python": platform.python_version(),
+                         "numpy": np.__version__, "scikit-learn": sklearn.__version__}}
+
+
+def check_export(recipe: Any) -> Path:
+    """The recipe's ``export`` path, checked before any work.
+
+    Raises:
+        MixdownError: If the recipe has none or its folder does not exist.
+    """
+    if recipe.export is None:
+        raise MixdownError(f"the {recipe.model} recipe has no export path (set export: in it, or give --export)")
+    export = Path(recipe.export)
+    if not export.parent.is_dir():
+        raise MixdownError(f"{export.parent}: output folder does not exist")
+    return export
 
 
 def song_targets(multitrack: Multitrack, params: ConsoleParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -303,16 +360,25 @@ def training_set(config: ForestConfig, progress: Callable[[int, int], None] | No
     return tuple(np.concatenate(column) for column in zip(*rows, strict=True))
 
 
-def fit_forest(features: np.ndarray, target: np.ndarray, config: ForestConfig) -> TreeArrays:
-    """Fit one scikit-learn forest to ``target`` and export it to arrays."""
+def fit_forest(features: np.ndarray, target: np.ndarray, config: Any,
+               sample_weight: np.ndarray | None = None) -> TreeArrays:
+    """Fit one scikit-learn forest to ``target`` and export it to arrays.
+
+    Args:
+        features: ``(rows, n_features)``.
+        target: ``(rows,)``.
+        config: Its ``seed``, ``trees``, ``max_depth``, ``min_samples_leaf``, ``max_features``
+            and ``jobs`` (a `ForestConfig` or `mixdown.mixers.producer.ProducerConfig`).
+        sample_weight: ``(rows,)`` weight of each row, or None for equal weights.
+    """
     try:
         from sklearn.ensemble import RandomForestRegressor
     except ImportError:
-        raise MixdownError("training the forest needs scikit-learn: pip install 'mixdown[train]'") from None
+        raise MixdownError("training a forest needs scikit-learn: pip install 'mixdown[train]'") from None
     forest = RandomForestRegressor(n_estimators=config.trees, max_depth=config.max_depth,
                                    min_samples_leaf=config.min_samples_leaf, max_features=config.max_features,
                                    random_state=config.seed, n_jobs=config.jobs)
-    return export_forest(forest.fit(features, target))
+    return export_forest(forest.fit(features, target, sample_weight=sample_weight))
 
 
 def train_forest(config: ForestConfig, progress: Callable[[int, int], None] | None = None) -> ForestModel:
@@ -325,23 +391,15 @@ def train_forest(config: ForestConfig, progress: Callable[[int, int], None] | No
         config: what to train on and how.
         progress: called with ``(songs done, songs)`` while the data is generated.
     """
-    try:
-        import sklearn
-    except ImportError:
-        raise MixdownError("training the forest needs scikit-learn: pip install 'mixdown[train]'") from None
-
     wall, cpu = time.perf_counter(), time.process_time()
     features, level, width = training_set(config, progress)
     data_s, data_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
     wall, cpu = time.perf_counter(), time.process_time()
     forests = [fit_forest(features, target, config) for target in (level, width)]
     fit_s, fit_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
-    info = {"rows": int(features.shape[0]), "songs": config.songs, "data_s": round(data_s, 1),
-            "data_cpu_s": round(data_cpu_s, 1), "fit_s": round(fit_s, 1), "fit_cpu_s": round(fit_cpu_s, 1),
-            "cpu_count": os.cpu_count(),
-            "versions": {"mixdown": mixdown.__version__, "python": platform.python_version(),
-                         "numpy": np.__version__, "scikit-learn": sklearn.__version__}}
-    return ForestModel(level=forests[0], width=forests[1], config=config, info=info)
+    info = training_info(data_s, fit_s, rows=int(features.shape[0]), songs=config.songs,
+                         data_cpu_s=round(data_cpu_s, 1), fit_cpu_s=round(fit_cpu_s, 1))
+    return ForestModel(forests=(forests[0], forests[1]), config=config, info=info)
 
 
 class ForestMixer(SettingsMethod):
@@ -380,11 +438,7 @@ def fit(recipe: ForestRecipe, progress: Callable[[float, float], None] | None = 
         MixdownError: If the recipe has no export path or its folder does not exist
             (checked before any work), or scikit-learn is missing.
     """
-    if recipe.export is None:
-        raise MixdownError("the forest recipe has no export path (set export: in it, or give --export)")
-    export = Path(recipe.export)
-    if not export.parent.is_dir():
-        raise MixdownError(f"{export.parent}: output folder does not exist")
+    export = check_export(recipe)
     model = train_forest(recipe.forest_config, progress)
     model.save(export)
     return model

@@ -33,31 +33,30 @@ Retrain (builds ``data/lmms`` first if it is not there)::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import platform
 import time
-import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-import mixdown
-from mixdown.audio import atomic_path
 from mixdown.errors import MixdownError
 from mixdown.features import FEATURE_NAMES, SILENCE_LUFS, multitrack_features
 from mixdown.mixers import SettingsMethod
-from mixdown.mixers.forest import TreeArrays, export_forest
+from mixdown.mixers.forest import (
+    ForestPair,
+    TreeArrays,
+    check_export,
+    fit_forest,
+    training_info,
+)
 from mixdown.multitrack import Multitrack
 from mixdown.params import SPECS, ChannelParams, ConsoleParams
 from mixdown.weights import require
 
-FORMAT_VERSION = 1
 TARGETS = ("gain_rel_db", "width")
-_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
 _LOUDNESS = FEATURE_NAMES.index("loudness_lufs")
 MIN_WIDTH = 0.25
 """Predicted widths below this are centred: a side signal the mix does not have costs more than a centred stem that should be panned."""
@@ -79,6 +78,7 @@ class ProducerConfig:
         max_depth: Depth limit of each tree.
         min_samples_leaf: Fewest (weighted) rows per leaf.
         max_features: Fraction of the features tried at each split.
+        jobs: Worker processes for scikit-learn's fit.
     """
 
     seed: int = 0
@@ -92,11 +92,12 @@ class ProducerConfig:
     max_depth: int = 6
     min_samples_leaf: int = 4
     max_features: float = 0.5
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         checks = {"trees": self.trees >= 1, "max_depth": 1 <= self.max_depth <= 32,
                   "min_samples_leaf": self.min_samples_leaf >= 1, "max_features": 0.0 < self.max_features <= 1.0,
-                  "synth_songs": self.synth_songs >= 0, "synth_weight": self.synth_weight >= 0.0}
+                  "synth_songs": self.synth_songs >= 0, "synth_weight": self.synth_weight >= 0.0, "jobs": self.jobs >= 1}
         for name, ok in checks.items():
             if not ok:
                 raise MixdownError(f"producer config: {name}={getattr(self, name)!r} is out of range")
@@ -115,58 +116,14 @@ class ProducerRecipe(ProducerConfig):
         return ProducerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ProducerConfig)})
 
 
-@dataclass(frozen=True, eq=False)
-class ProducerModel:
-    """The two forests, how they were trained, and training statistics."""
+class ProducerModel(ForestPair, targets=TARGETS, config_class=ProducerConfig, kind="producer",
+                    recipe="configs/producer.yaml"):
+    """The gain and width forests learned from producers' settings (targets: see the module docstring)."""
 
-    gain: TreeArrays
-    width: TreeArrays
-    config: ProducerConfig
-    info: dict[str, Any]
-
-    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(gain_rel_db, width)`` per row of `mixdown.features.multitrack_features`.
-
-        Shape:
-            features: ``(stems, len(FEATURE_NAMES))`` -> two ``(stems,)`` arrays.
-        """
-        if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
-            raise ValueError(f"expected features of shape (stems, {len(FEATURE_NAMES)}), got {features.shape}")
-        return self.gain.predict(features), np.clip(self.width.predict(features), 0.0, 1.0)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write plain arrays and a JSON header to an ``.npz``, atomically."""
-        arrays = {f"{target}_{name}": getattr(forest, name)
-                  for target, forest in zip(TARGETS, (self.gain, self.width), strict=True) for name in _ARRAYS}
-        header = {"format_version": FORMAT_VERSION, "feature_names": list(FEATURE_NAMES),
-                  "config": asdict(self.config), "info": self.info}
-        with atomic_path(path) as tmp, open(tmp, "wb") as file:
-            np.savez_compressed(file, header=np.array(json.dumps(header, sort_keys=True)), **arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ProducerModel:
-        """Read a model written by `save`; a missing, corrupt or stale file raises `MixdownError`."""
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                arrays = {key: data[key] for key in data.files if key != "header"}
-        except FileNotFoundError:
-            raise MixdownError(f"no producer weights at {path}; train them with "
-                               "mixdown train configs/producer.yaml --export PATH") from None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            raise MixdownError(f"{path}: not a producer weights file ({exc})") from None
-        if header.get("format_version") != FORMAT_VERSION or header.get("feature_names") != list(FEATURE_NAMES):
-            raise MixdownError(f"{path}: weights are for another format or feature set; retrain them")
-        try:
-            forests = [TreeArrays(**{name: arrays[f"{target}_{name}"] for name in _ARRAYS}) for target in TARGETS]
-            config = header["config"]
-            if config.get("songs") is not None:
-                config["songs"] = tuple(config["songs"])
-            config = ProducerConfig(**config)
-        except (KeyError, TypeError) as exc:
-            raise MixdownError(f"{path}: incomplete producer weights ({exc})") from None
-        return cls(gain=forests[0], width=forests[1], config=config, info=header["info"])
+    @property
+    def gain(self) -> TreeArrays:
+        """The forest predicting ``gain_rel_db``."""
+        return self.forests[0]
 
 
 def song_rows(multitrack: Multitrack, params: ConsoleParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -245,31 +202,16 @@ def training_rows(config: ProducerConfig, progress: Callable[[int, int], None] |
     return features, gain, width, weight, len(songs)
 
 
-def _fit(features: np.ndarray, target: np.ndarray, weight: np.ndarray, config: ProducerConfig) -> TreeArrays:
-    try:
-        from sklearn.ensemble import RandomForestRegressor
-    except ImportError:
-        raise MixdownError("training the producer mixer needs scikit-learn: pip install 'mixdown[train]'") from None
-    forest = RandomForestRegressor(n_estimators=config.trees, max_depth=config.max_depth,
-                                   min_samples_leaf=config.min_samples_leaf, max_features=config.max_features,
-                                   random_state=config.seed, n_jobs=1)
-    return export_forest(forest.fit(features, target, sample_weight=weight))
-
-
 def train_producer(config: ProducerConfig, progress: Callable[[int, int], None] | None = None) -> ProducerModel:
     """Read the songs, fit both forests and return the model (deterministic given ``config``)."""
-    import sklearn
-
     wall = time.perf_counter()
     features, gain, width, weight, songs = training_rows(config, progress)
     data_s = time.perf_counter() - wall
     wall = time.perf_counter()
-    forests = [_fit(features, target, weight, config) for target in (gain, width)]
-    info = {"rows": int(features.shape[0]), "real_songs": songs, "synth_songs": config.synth_songs,
-            "data_s": round(data_s, 1), "fit_s": round(time.perf_counter() - wall, 1), "cpu_count": os.cpu_count(),
-            "versions": {"mixdown": mixdown.__version__, "python": platform.python_version(),
-                         "numpy": np.__version__, "scikit-learn": sklearn.__version__}}
-    return ProducerModel(gain=forests[0], width=forests[1], config=config, info=info)
+    forests = tuple(fit_forest(features, target, config, sample_weight=weight) for target in (gain, width))
+    info = training_info(data_s, time.perf_counter() - wall, rows=int(features.shape[0]), real_songs=songs,
+                         synth_songs=config.synth_songs)
+    return ProducerModel(forests=forests, config=config, info=info)
 
 
 class ProducerMixer(SettingsMethod):
@@ -324,11 +266,7 @@ def fit(recipe: ProducerRecipe, progress: Callable[[float, float], None] | None 
         MixdownError: Without an export path or its folder, without LMMS when the dataset
             must be built, or without scikit-learn.
     """
-    if recipe.export is None:
-        raise MixdownError("the producer recipe has no export path (set export: in it, or give --export)")
-    export = Path(recipe.export)
-    if not export.parent.is_dir():
-        raise MixdownError(f"{export.parent}: output folder does not exist")
+    export = check_export(recipe)
     dataset = Path(recipe.dataset)
     if not dataset.is_dir() or not any(p.is_dir() for p in dataset.iterdir()):
         from mixdown.data.lmms import BuildConfig, build_dataset

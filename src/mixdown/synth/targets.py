@@ -40,7 +40,6 @@ from mixdown.console import channel_loudness
 from mixdown.multitrack import Multitrack, Stem
 from mixdown.params import (
     SPECS,
-    STANDARD_EQ,
     ChannelParams,
     CompressorParams,
     ConsoleParams,

@@ -1,7 +1,7 @@
 """Reverse engineering of a mix: console settings that reproduce a given stereo mix.
 
 Given the stems and a stereo mix made from them, find the `ConsoleParams` whose render
-matches the mix. Two stages:
+matches the mix. Four stages:
 
 1. **Least squares** (after D. Barchiesi and J. Reiss, "Reverse engineering of a mix",
    JAES 58(7/8), 2010, who estimate each track's mixing filters by least squares). In
@@ -13,17 +13,20 @@ matches the mix. Two stages:
    low shelf, bell, high shelf) is fitted on a 1/6-octave grid (a few starting
    frequencies for the bell). On gain/pan-only mixes this stage alone recovers the
    settings.
-2. **Gradient descent through the console** (in the spirit of J. T. Colonel and J. Reiss'
-   DDSP reverse engineering of mixes, JASA 2021): Adam on every channel's gain, pan,
-   EQ, compressor and reverb send and on the reverb decay (the free parameters are
-   selected from the parameter schema, `descent.free_parameters`), through the differentiable
-   `mixdown.console.render_tensor`, minimising `StereoLoss` (sum/difference MR-STFT plus
-   a small time-domain L1 term, which also fixes the left/right orientation the STFT
-   terms cannot see) on random excerpts. Each parameter lives in its normalised range
-   through a sigmoid (``SPECS[name].denormalize(sigmoid(logit))``), so every iterate is a
-   valid setting. The learning rate halves when the smoothed loss stops improving, and
-   the fit stops when it has been halved `ReverseConfig.lr_reductions` times, after
-   ``steps`` steps or after ``time_budget_s`` seconds.
+2. **Reverb and compressors** (`reverb_fit`, `dynamics`): the reverb's sends, decay and
+   pre-delay from the energy the dry estimate leaves over, tails weighted most (the
+   console's reverb is noise, so its waveform cannot be matched, its energy can); each
+   channel's gain over time, measured frame by frame, and the compressor that explains
+   it, from several starting thresholds, or none (on/off compared, not thresholded).
+3. **Warm start** (amortised inference): the estimator's prediction
+   (`mixdown.mixers.estimator`), its faders brought to the reference's level, is a second
+   start; the one whose waveform fits the excerpts better is kept (``config.warm_start``).
+4. **Refinement** (`refine`): Levenberg-Marquardt on every channel's fader, pan, EQ and
+   compressor through the console's own channel strips, on excerpts chosen by
+   information (`excerpts`: where each channel sounds, transients of compressed ones),
+   the waveform compared after a pre-emphasis. Only steps that lower the residual are
+   taken, so it returns its best iterate; and the settings returned are never worse
+   than the start by the reported loss (the start is returned otherwise).
 
 What a mix does not determine, and how it is fixed:
 
@@ -36,14 +39,19 @@ What a mix does not determine, and how it is fixed:
   normaliser's gain), as `benchmarks/reverse_speed.py` does.
 * ``master.ceiling_dbtp`` is the reference's true peak (when within range): the
   estimate never peaks above the reference, and a limited reference's limiting is
-  reproduced. The limiter is applied in the fit with a constant gain (no gradient).
+  reproduced. The limiter's gain on the estimated mix is applied in the fit as a
+  constant (no gradient).
 * Compressor makeup is the same as fader gain, and the reverb return is the same as a
   common offset of all sends (`descent.SERIES_GAINS`): makeup stays 0 dB and the return
-  0 dB. The pre-delay is not differentiable (whole samples) and stays at its default.
-  High-pass and shelf Q stay at 0.707; the bell's Q is fitted.
+  0 dB. High-pass and shelf Q stay at 0.707; the bell's Q is fitted.
 * Where a shelf covers all of a stem's spectrum, its gain and the fader are
   interchangeable; a weak prior towards 0 dB EQ picks the smallest EQ.
-* A compressor whose fitted ratio stays under `COMPRESSOR_OFF_RATIO` is returned off.
+* A compressor whose fitted ratio is at or under `COMPRESSOR_OFF_RATIO` is returned off.
+* The rest is measured, not assumed: `ReverseReport.unidentifiable` lists per channel
+  the settings whose standard error in the refinement's normal equations exceeds a step
+  an engineer would notice (`refine.identifiability`) and the sends whose energy fit is
+  flat (`reverb_fit.undetermined_sends`); ``mixdown reverse`` prints them and writes
+  them beside the settings.
 
 The stages, one module each, chained by `fit` (and `reverse_engineer`, `ReverseMethod`):
 
@@ -52,10 +60,13 @@ The stages, one module each, chained by `fit` (and `reverse_engineer`, `ReverseM
   and `master_from_reference` (loudness target and ceiling);
 * `least_squares`: `least_squares_filters`, `pans_from_filters`, `band_responses`;
 * `eq_fit`: `fit_standard_eq` (Adam, then `levenberg_marquardt`);
-* `start`: `initial_settings` (stage 1 as a whole), `reverb_start`, `neutral_settings`;
+* `reverb_fit`, `dynamics`: stage 2;
+* `start`: `initial_settings` (stages 1 and 2), `neutral_settings`;
+* `excerpts`, `refine`: stage 4 and `identifiability`;
 * `descent`: `free_parameters` (with `fixed_reason`, the rules that leave a parameter
-  alone), `ConsoleFit`, `render_unnormalised`, `descend` (stage 2) and `matched_loss`;
-* here: `fitted_params` (the fitted tensors as validated `ConsoleParams`).
+  alone), `ConsoleFit`, `render_unnormalised` and `matched_loss`;
+* here: the warm start, `fitted_params` (the fitted tensors as validated
+  `ConsoleParams`) and `fit`.
 
 Reverse engineering needs the mix to reproduce: `mixdown.mixers.METHODS` registers
 `ReverseMethod` with ``Capabilities(needs_target=True)``, and `mixdown.api.mix` passes it
@@ -64,7 +75,9 @@ the target mix.
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -82,9 +95,7 @@ from mixdown.mixers.reverse.config import (
 )
 from mixdown.mixers.reverse.descent import (
     ConsoleFit,
-    Descent,
     FreeParameter,
-    descend,
     fixed_reason,
     free_parameters,
     matched_loss,
@@ -95,7 +106,9 @@ from mixdown.mixers.reverse.eq_fit import (
     EQFit,
     fit_standard_eq,
     levenberg_marquardt,
+    torch_threads,
 )
+from mixdown.mixers.reverse.excerpts import informative_excerpts
 from mixdown.mixers.reverse.least_squares import (
     band_responses,
     least_squares_filters,
@@ -108,22 +121,27 @@ from mixdown.mixers.reverse.reference import (
     load_reference,
     master_from_reference,
 )
+from mixdown.mixers.reverse.refine import identifiability, limiter_gain_mask, refine
+from mixdown.mixers.reverse.reverb_fit import undetermined_sends
 from mixdown.mixers.reverse.start import (
+    contributions,
+    gain_offset_db,
     initial_settings,
     neutral_settings,
-    reverb_start,
+    reverb_of,
+    wet,
+    with_reverb,
 )
 from mixdown.multitrack import SILENCE_DBFS, Multitrack
 from mixdown.params import ConsoleParams
 
 __all__ = [
-    "COMPRESSOR_OFF_RATIO", "EQ_PRIOR_DB", "MAX_LENGTH_MISMATCH_S", "SHELF_Q", "ConsoleFit", "Descent", "EQFit",
+    "COMPRESSOR_OFF_RATIO", "EQ_PRIOR_DB", "MAX_LENGTH_MISMATCH_S", "SHELF_Q", "ConsoleFit", "EQFit",
     "FreeParameter", "ProgressCallback", "ReverseConfig", "ReverseMethod", "ReverseReport", "analysis_window",
-    "band_responses", "check_reference", "descend", "fit_standard_eq", "fitted_params", "fixed_reason",
-    "fit", "free_parameters",
-    "initial_settings", "least_squares_filters", "levenberg_marquardt", "load_reference", "master_from_reference",
-    "matched_loss", "neutral_settings", "pans_from_filters", "render_unnormalised", "reverb_start",
-    "reverse_engineer",
+    "band_responses", "check_reference", "estimator_start", "fit", "fit_standard_eq", "fitted_params",
+    "fixed_reason", "free_parameters", "initial_settings", "least_squares_filters", "levenberg_marquardt",
+    "load_reference", "master_from_reference", "matched_loss", "neutral_settings", "pans_from_filters",
+    "render_unnormalised", "reverse_engineer",
 ]
 
 METHOD_NAME = "reverse"
@@ -155,10 +173,47 @@ def fitted_params(p: ConsoleTensors, multitrack: Multitrack, target_lufs: float 
     return params
 
 
+def estimator_start(multitrack: Multitrack, stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor,
+                    start: ConsoleTensors, sample_rate: int) -> ConsoleTensors | None:
+    """The estimator's prediction as a start for the fit (amortised inference), or None without one.
+
+    The estimator (`mixdown.mixers.estimator.EstimatorMixer`, the shipped weights)
+    proposes every channel's settings from the stems alone; they take the fit's master
+    (normalisation off, the reference's ceiling) and reverb, and their faders are moved
+    together by the common gain that brings their dry mix closest to the reference.
+
+    Args:
+        multitrack: the stems.
+        stems, reference, stereo: the analysis window (as `fit` holds them).
+        start: the least-squares start (its master and reverb are taken).
+        sample_rate: in Hz.
+
+    Returns:
+        Batch-1 settings with ``start``'s layout, or None when the estimator cannot be
+        loaded or proposes another EQ layout.
+    """
+    from mixdown.mixers.estimator import EstimatorMixer
+
+    try:
+        predicted = EstimatorMixer().predict(multitrack).ordered_like(multitrack.names)
+    except MixdownError:
+        return None
+    p = ConsoleTensors.from_params([predicted])
+    if p.eq_type.shape != start.eq_type.shape or not torch.equal(p.eq_type, start.eq_type):
+        return None
+    p = replace(p, master_gain_db=start.master_gain_db, target_lufs=start.target_lufs,
+                ceiling_dbtp=start.ceiling_dbtp, reverb_decay_s=start.reverb_decay_s,
+                reverb_predelay_ms=start.reverb_predelay_ms, reverb_return_db=start.reverb_return_db,
+                reverb_send_db=start.reverb_send_db)
+    offset = gain_offset_db(contributions(stems, p, stereo, sample_rate).sum(0), reference)
+    return replace(p, gain_db=p.gain_db + offset)
+
+
 def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = ReverseConfig(),
         progress: ProgressCallback | None = None) -> tuple[ConsoleParams, ReverseReport]:
-    """The whole fit (checks, stage 1, stage 2): the settings and how it went (see `reverse_engineer`)."""
+    """The whole fit (checks, stages 1 to 4): the settings and how it went (see `reverse_engineer`)."""
     began = time.perf_counter()
+    deadline = None if config.time_budget_s is None else began + config.time_budget_s
     reference = check_reference(multitrack, reference)
     sample_rate = multitrack.sample_rate
     window = analysis_window(multitrack.num_frames, sample_rate, config.max_analysis_s)
@@ -166,23 +221,57 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
     if float(stems.abs().max()) <= 10.0 ** (SILENCE_DBFS / 20.0):
         raise AudioError("every stem is silent; there is nothing to fit")
     target_lufs, ceiling = master_from_reference(reference, sample_rate)
+    ceiling_value = math.nan if ceiling is None else ceiling
     ref = torch.from_numpy(np.ascontiguousarray(reference[:, window]))
     stereo = torch.from_numpy(multitrack.stereo_mask())
     loss = StereoLoss(config.loss)
     if stems.shape[-1] < loss.config.min_samples:
         raise AudioError(f"the stems are {stems.shape[-1]} samples long; reverse engineering needs at least "
                          f"{loss.config.min_samples}")
-    start = initial_settings(stems, ref, stereo, sample_rate, config, float("nan") if ceiling is None else ceiling)
+    stage = initial_settings(stems, ref, stereo, sample_rate, config, ceiling_value)
+    start, chosen = stage.settings, "least squares"
+    parts = contributions(stems, start, stereo, sample_rate)
+    compressed = start.ratio[0] > COMPRESSOR_OFF_RATIO
+    excerpts = informative_excerpts(parts, compressed, sample_rate, config.excerpts, config.excerpt_s,
+                                    config.preroll_s)
+    gain_mask = limiter_gain_mask(parts.sum(0).double() + wet(parts.double(), start, sample_rate), ceiling_value,
+                                  sample_rate)
+
+    def refinement(p: ConsoleTensors, iterations: int):
+        with torch_threads(1):  # small-tensor algebra beside numba kernels
+            return refine(stems, ref, stereo, p, free_parameters(p, config, sample_rate),
+                          p.ratio[0] > COMPRESSOR_OFF_RATIO, excerpts, gain_mask, sample_rate, iterations,
+                          config.refine_prior_weight, config.seed, deadline, progress)
+
+    if config.warm_start:
+        candidate = estimator_start(multitrack, stems, ref, stereo, start, sample_rate)
+        if candidate is not None and refinement(candidate, 0).losses[0] < refinement(start, 0).losses[0]:
+            start, chosen = candidate, "estimator"
+    start_params = fitted_params(start, multitrack, target_lufs, ceiling)
     neutral_loss = matched_loss(loss, stems, ref, stereo, neutral_settings(start), sample_rate)
-    initial_loss = matched_loss(loss, stems, ref, stereo, start, sample_rate)
+    initial_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([start_params]), sample_rate)
     least_squares_s = time.perf_counter() - began
-    fitted, history, converged = descend(stems, ref, stereo, start, sample_rate, config, loss, progress, began)
+    result = refinement(start, config.steps)
+    fitted, reverb = result.settings, stage.reverb
+    if config.fit_reverb:  # again, now that the dry channels are in place
+        reverb = reverb_of(contributions(stems, fitted, stereo, sample_rate).double(), ref.double(), fitted,
+                           ceiling_value, sample_rate)
+        fitted = with_reverb(fitted, reverb)
     params = fitted_params(fitted, multitrack, target_lufs, ceiling)
     final_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]), sample_rate)
+    if not final_loss <= initial_loss:  # never worse than the start (NaN included)
+        params, final_loss = start_params, initial_loss
+    unidentifiable = dict(identifiability(result, multitrack.names))
+    if reverb is not None:
+        for name, flat in zip(multitrack.names, undetermined_sends(reverb), strict=True):
+            if flat:
+                unidentifiable[name] = (*unidentifiable.get(name, ()), "reverb_send_db")
     report = ReverseReport(neutral_loss=neutral_loss, initial_loss=initial_loss, final_loss=final_loss,
-                           steps=len(history), least_squares_s=least_squares_s,
-                           seconds=time.perf_counter() - began, converged=converged,
-                           losses=tuple(history))
+                           steps=len(result.losses) - 1, least_squares_s=least_squares_s,
+                           seconds=time.perf_counter() - began, converged=result.converged,
+                           losses=tuple(result.losses), start=chosen,
+                           unidentifiable={name: unidentifiable[name] for name in multitrack.names
+                                           if name in unidentifiable})
     return params, report
 
 
@@ -195,7 +284,7 @@ def reverse_engineer(multitrack: Multitrack, reference: np.ndarray, config: Reve
         reference: the stereo mix, float32 ``(2, num_frames)`` at the stems' rate,
             time-aligned with them.
         config: search settings.
-        progress: called with ``(step, config.steps)`` after each descent step.
+        progress: called with ``(iteration, config.steps)`` after each refinement iteration.
 
     Returns:
         Valid settings for exactly the multitrack's stems (method ``"reverse"``).

@@ -1,10 +1,10 @@
-"""Stage 2: gradient descent through the differentiable console.
+"""The console as the fit sees it: which settings move, in which ranges, and its render.
 
-Adam moves the free parameters (`free_parameters`: selected from the parameter schema
-`mixdown.params.SCHEMA` by the processors the config fits) through
-`render_unnormalised`, minimising `StereoLoss` on random excerpts (`descend`). Each
-parameter lives in its full range through a sigmoid (`ConsoleFit`), so every iterate is
-a valid setting.
+`free_parameters` selects from the parameter schema `mixdown.params.SCHEMA` the fields
+the fit moves, by the processors the config fits, with the reasons for the others
+(`fixed_reason`); `ConsoleFit` holds settings with free entries in their ranges through
+a sigmoid; `render_unnormalised` is `mixdown.console.render_tensor` without loudness
+normalisation; `matched_loss` scores whole renders, loudness-matched to the reference.
 
 References:
     J. T. Colonel and J. Reiss, "Reverse engineering of a recording mix with
@@ -13,8 +13,6 @@ References:
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -33,7 +31,7 @@ from mixdown.dsp.limiter import limit
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.dsp.reverb import reverb
 from mixdown.losses import StereoLoss
-from mixdown.mixers.reverse.config import EQ_PRIOR_DB, ProgressCallback, ReverseConfig
+from mixdown.mixers.reverse.config import ReverseConfig
 from mixdown.mixers.reverse.eq_fit import logit
 from mixdown.params import SCHEMA, SPECS, ParamSpec
 
@@ -56,11 +54,6 @@ BAND_FIELD_TYPES: dict[str, tuple[str, ...]] = {"eq_gain_db": ("low_shelf", "pea
 have no gain; only the bell's Q is fitted, the shelves and the high-pass keep 0.707 as in
 `mixdown.mixers.reverse.eq_fit.fit_standard_eq`."""
 
-BALANCE_PROCESSORS = ("", "eq")
-"""Processors (`processor`) moved at `ReverseConfig.balance_learning_rate`: fader, pan and
-EQ, which the least-squares stage already places well."""
-
-_EMA = 0.9  # smoothing of the training loss for plateau detection
 _GROUPS = tuple(dict.fromkeys(spec.group for spec in SCHEMA if spec.group))
 
 
@@ -229,91 +222,3 @@ def matched_loss(loss: StereoLoss, stems: torch.Tensor, reference: torch.Tensor,
     with torch.no_grad():
         mix = render_tensor(stems[None], replace(p, target_lufs=loudness), stereo[None], sample_rate)
         return float(loss(mix, reference[None]))
-
-
-class Descent(NamedTuple):
-    """What `descend` returns.
-
-    Attributes:
-        settings: the fitted batch-1 settings (detached).
-        losses: smoothed training loss after each step.
-        converged: it stopped on a plateau (not on ``config.steps`` or the time budget).
-    """
-
-    settings: ConsoleTensors
-    losses: list[float]
-    converged: bool
-
-
-def descend(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, start: ConsoleTensors,
-            sample_rate: int, config: ReverseConfig, loss: StereoLoss, progress: ProgressCallback | None = None,
-            began: float | None = None) -> Descent:
-    """Adam through the console on random excerpts, from ``start``.
-
-    Each step renders a random excerpt of ``config.excerpt_s`` (after ``preroll_s`` of
-    warm-up, not compared) with `render_unnormalised` and compares it with the
-    reference, plus the EQ prior with ``config.fit_eq``. Fader, pan and EQ
-    (`BALANCE_PROCESSORS`) move at ``balance_learning_rate``, the rest at
-    ``learning_rate``. The learning rates halve when the smoothed loss has not improved
-    by ``min_improvement`` for ``plateau_steps`` steps; the descent stops after
-    ``lr_reductions`` halvings, ``steps`` steps or ``time_budget_s``.
-
-    Args:
-        stems: ``(tracks, 2, samples)``, mono stems duplicated.
-        reference: ``(2, samples)``.
-        stereo: ``(tracks,)`` bool.
-        start: batch-1 starting settings with ``target_lufs`` off (`initial_settings`).
-        sample_rate: in Hz.
-        config: the search settings.
-        loss: compares each excerpt.
-        progress: called with ``(step, config.steps)`` after each step.
-        began: `time.perf_counter` time the time budget counts from (None: now).
-
-    Returns:
-        The fitted settings, the loss history and whether it converged; ``start``
-        itself when ``config.steps`` is 0 or nothing is free.
-    """
-    began = time.perf_counter() if began is None else began
-    model = ConsoleFit(start, free_parameters(start, config, sample_rate))
-    if config.steps == 0 or not model.logits:
-        return Descent(start, [], False)
-    balance = [logit for name, logit in model.logits.items() if processor(model.specs[name]) in BALANCE_PROCESSORS]
-    dynamics = [logit for name, logit in model.logits.items()
-                if processor(model.specs[name]) not in BALANCE_PROCESSORS]
-    optimizer = torch.optim.Adam([{"params": balance, "lr": config.balance_learning_rate},
-                                  {"params": dynamics, "lr": config.learning_rate}])
-    samples = stems.shape[-1]
-    excerpt = min(samples, max(round(config.excerpt_s * sample_rate), loss.config.min_samples))
-    preroll = round(config.preroll_s * sample_rate)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[float] = []
-    best, since_best, reductions, smoothed = math.inf, 0, 0, None
-    for step in range(config.steps):
-        begin = int(torch.randint(0, samples - excerpt + 1, (1,), generator=generator))
-        lead = min(preroll, begin)
-        settings = model()
-        mix = render_unnormalised(stems[..., begin - lead:begin + excerpt], settings, stereo, sample_rate)
-        value = loss(mix[..., lead:], reference[None, :, begin:begin + excerpt])
-        if config.fit_eq:
-            value = value + config.eq_prior_weight * (settings.eq_gain_db / EQ_PRIOR_DB).pow(2).mean()
-        optimizer.zero_grad()
-        value.backward()
-        optimizer.step()
-        value = float(value.detach())
-        smoothed = value if smoothed is None else _EMA * smoothed + (1.0 - _EMA) * value
-        history.append(smoothed)
-        if progress is not None:
-            progress(step + 1, config.steps)
-        if smoothed < best * (1.0 - config.min_improvement):
-            best, since_best = smoothed, 0
-        else:
-            since_best += 1
-        if since_best >= config.plateau_steps:
-            if reductions == config.lr_reductions:
-                return Descent(model.settings(), history, True)
-            reductions, since_best, best = reductions + 1, 0, smoothed
-            for group in optimizer.param_groups:
-                group["lr"] *= 0.5
-        if config.time_budget_s is not None and time.perf_counter() - began >= config.time_budget_s:
-            break
-    return Descent(model.settings(), history, False)

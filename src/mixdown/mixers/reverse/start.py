@@ -1,52 +1,89 @@
-"""Stage 1: the starting settings of the descent, from least squares and projections.
+"""Stages 1 and 2: the start of the refinement, from least squares, energies and gain tracks.
 
-`initial_settings` chains the least-squares filters (pans, gain-times-EQ responses), the
-`STANDARD_EQ` curve fit, gentle compressors and `reverb_start`'s common send and decay.
-On gain/pan-only mixes this stage alone recovers the settings.
+`initial_settings` chains the least-squares filters (pans, gain-times-EQ responses) and
+the `STANDARD_EQ` curve fit (stage 1), then, with the channels' static contributions
+in hand, the reverb (`reverb_fit.fit_reverb`: sends, decay and pre-delay from the
+energy the dry estimate leaves over) and the compressors (`dynamics`: each channel's
+gain over time, and the compressor that explains it, or none). On gain/pan-only mixes
+stage 1 alone recovers the settings.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import NamedTuple
 
-import numpy as np
 import torch
 
-from mixdown.console import ConsoleTensors, channel_strips, mix_buses
-from mixdown.dsp.eq import BAND_TYPE_IDS
-from mixdown.dsp.reverb import impulse_response, reverb
-from mixdown.mixers.reverse.config import COMPRESSOR_OFF_RATIO, ReverseConfig
-from mixdown.mixers.reverse.eq_fit import fit_standard_eq
+from mixdown.console import (
+    ConsoleTensors,
+    channel_strips,
+    mix_buses,
+    reverb_impulse_responses,
+)
+from mixdown.dsp.eq import BAND_TYPE_IDS, parametric_eq
+from mixdown.dsp.reverb import reverb
+from mixdown.mixers.reverse.config import ReverseConfig
+from mixdown.mixers.reverse.dynamics import (
+    COMPRESSOR_PARAMS,
+    CompressorFit,
+    fit_compressor,
+    frame_gains,
+)
+from mixdown.mixers.reverse.eq_fit import fit_standard_eq, torch_threads
 from mixdown.mixers.reverse.least_squares import (
     band_responses,
     least_squares_filters,
     pans_from_filters,
 )
-from mixdown.multitrack import SILENCE_DBFS
-from mixdown.params import SPECS, STANDARD_EQ, CompressorParams, MasterParams
-
-_COMPRESSOR_START = {"ratio": COMPRESSOR_OFF_RATIO, "attack_ms": 10.0, "release_ms": 100.0, "knee_db": 6.0}
-_THRESHOLD_BELOW_PEAK_DB = 12.0
-_REVERB_START_DB = (-60.0, 0.0)  # range of the initial (common) reverb send
-_DECAY_STARTS_S = (0.4, 0.8, 1.6, 3.2)
+from mixdown.mixers.reverse.refine import limiter_gain_mask
+from mixdown.mixers.reverse.reverb_fit import ReverbFit, fit_reverb
+from mixdown.params import STANDARD_EQ, CompressorParams, MasterParams
 
 
-def _stem_peak_db(stems: torch.Tensor) -> torch.Tensor:
-    peak = stems.abs().amax(dim=(-2, -1)).clamp_min(10.0 ** (SILENCE_DBFS / 20.0))
-    return 20.0 * torch.log10(peak)
+def contributions(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Each channel's dry contribution to the mix bus, ``(tracks, 2, samples)`` (no reverb, no limiter)."""
+    with torch.no_grad():
+        return channel_strips(stems[None], p, stereo[None], sample_rate)[0][0]
+
+
+def wet(parts: torch.Tensor, p: ConsoleTensors, sample_rate: int) -> torch.Tensor:
+    """The reverb return ``(2, samples)`` of dry contributions ``parts`` under ``p``'s sends."""
+    if not bool(torch.isfinite(p.reverb_send_db).any()):
+        return torch.zeros_like(parts[0])
+    with torch.no_grad():
+        _, send = mix_buses(parts[None], p)
+        return reverb(send, reverb_impulse_responses(p, sample_rate).to(send.dtype))[0][0]
+
+
+class Start(NamedTuple):
+    """What `initial_settings` returns.
+
+    Attributes:
+        settings: batch-1 settings.
+        reverb: the reverb fit (None without ``config.fit_reverb``).
+        compressors: per channel, the compressor fit (None without ``config.fit_compressor``).
+    """
+
+    settings: ConsoleTensors
+    reverb: ReverbFit | None
+    compressors: list[CompressorFit] | None
 
 
 def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, sample_rate: int,
-                     config: ReverseConfig, ceiling_dbtp: float) -> ConsoleTensors:
-    """Least-squares gains and pans, the fitted EQ, gentle compressors, a common send.
+                     config: ReverseConfig, ceiling_dbtp: float) -> Start:
+    """Least-squares gains, pans and EQ, then the reverb and the compressors (see the module docstring).
 
     Each channel gets the pan of `pans_from_filters` and the gain and `STANDARD_EQ`
     bands `fit_standard_eq` fits to its `band_responses` (no bands without
-    ``config.fit_eq``); with ``config.fit_compressor`` a compressor at
-    `COMPRESSOR_OFF_RATIO` whose threshold sits 12 dB under the stem's peak; with
-    ``config.fit_reverb`` the common send and decay of `reverb_start`. The master has
-    loudness normalisation off, gain 0 dB and the limiter at ``ceiling_dbtp``.
+    ``config.fit_eq``). With ``config.fit_reverb``, the sends, decay and pre-delay of
+    `fit_reverb`; with ``config.fit_compressor``, a compressor where `fit_compressor`
+    keeps one (its fader corrected by the fit's constant), the neutral compressor
+    elsewhere (`fit` fits the reverb again once the refinement has placed the dry
+    channels). The master has loudness normalisation off, gain 0 dB and the
+    limiter at ``ceiling_dbtp``; the limiter's gain on the estimated mix is applied to
+    the contributions the reverb and the gain tracks are measured from.
 
     Args:
         stems: ``(tracks, 2, samples)``, mono stems duplicated on both channels.
@@ -57,8 +94,8 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
         ceiling_dbtp: the master limiter's ceiling (NaN: off).
 
     Returns:
-        Batch-1 settings: channel fields ``(1, tracks)``, band fields
-        ``(1, tracks, bands)``, master fields ``(1,)``.
+        The settings (batch-1: channel fields ``(1, tracks)``, band fields
+        ``(1, tracks, bands)``, master fields ``(1,)``) and the fits that made them.
     """
     n_fft = 1 << max(8, round(math.log2(config.ls_window_s * sample_rate)))
     filters, power = least_squares_filters(stems, reference, n_fft)
@@ -66,9 +103,10 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
     response_db, weight, centre = band_responses(filters, power, stereo, sample_rate)
     tracks = stems.shape[0]
     silent = weight.sum(-1) <= 0
-    fit = fit_standard_eq(response_db, torch.where(silent[:, None], 1.0, weight), centre, sample_rate,
-                          config.eq_fit_steps if config.fit_eq else 0, config.eq_prior_weight,
-                          config.eq_polish_steps if config.fit_eq else 0)
+    with torch_threads(1):
+        fit = fit_standard_eq(response_db, torch.where(silent[:, None], 1.0, weight), centre, sample_rate,
+                              config.eq_fit_steps if config.fit_eq else 0, config.eq_prior_weight,
+                              config.eq_polish_steps if config.fit_eq else 0)
     if not config.fit_eq:
         fit = replace(fit, eq_gain_db=torch.zeros_like(fit.eq_gain_db))
     gain = torch.where(silent, 0.0, fit.gain_db)
@@ -77,58 +115,77 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
     if not config.fit_eq:
         band_types = band_types[..., :0]
     bands = band_types.shape[-1]
-    threshold = (_stem_peak_db(stems) - _THRESHOLD_BELOW_PEAK_DB).clamp(SPECS["threshold_db"].minimum, -1.0)
-    compressed = config.fit_compressor
-    comp = {name: torch.full((1, tracks), value if compressed else getattr(CompressorParams(), name))
-            for name, value in _COMPRESSOR_START.items()}
+    neutral = CompressorParams()
     p = ConsoleTensors(
         gain_db=batch(gain), pan=batch(pan), mute=torch.zeros(1, tracks, dtype=torch.bool), eq_type=band_types,
         eq_freq_hz=batch(fit.freq_hz)[..., :bands], eq_gain_db=batch(fit.eq_gain_db)[..., :bands],
         eq_q=batch(fit.q)[..., :bands],
-        threshold_db=batch(threshold) if compressed else torch.zeros(1, tracks), **comp,
-        makeup_db=torch.zeros(1, tracks),
+        **{name: torch.full((1, tracks), float(getattr(neutral, name))) for name in (*COMPRESSOR_PARAMS, "makeup_db")},
         reverb_send_db=torch.full((1, tracks), -math.inf), master_gain_db=torch.zeros(1),
         target_lufs=torch.full((1,), math.nan), ceiling_dbtp=torch.tensor([ceiling_dbtp]),
         reverb_decay_s=torch.tensor([MasterParams().reverb.decay_s]),
         reverb_predelay_ms=torch.tensor([MasterParams().reverb.predelay_ms]), reverb_return_db=torch.zeros(1))
+    reverb_fit, compressor_fits = None, None
+    if not (config.fit_reverb or config.fit_compressor):
+        return Start(p, reverb_fit, compressor_fits)
+    parts = contributions(stems, p, stereo, sample_rate).double()
+    reference = reference.double()
     if config.fit_reverb:
-        send_db, decay_s = reverb_start(stems, reference, stereo, p, sample_rate)
-        p = replace(p, reverb_send_db=torch.full((1, tracks), send_db), reverb_decay_s=torch.tensor([decay_s]))
-    return p
+        reverb_fit = reverb_of(parts, reference, p, ceiling_dbtp, sample_rate)
+        p = with_reverb(p, reverb_fit)
+    if config.fit_compressor:
+        mask = limiter_gain_mask(parts.sum(0) + wet(parts, p, sample_rate), ceiling_dbtp, sample_rate)
+        p, compressor_fits = compressors(stems, reference, stereo, p, mask * parts, sample_rate,
+                                         config.compressor_iterations)
+    return Start(p, reverb_fit, compressor_fits)
 
 
-def reverb_start(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, p: ConsoleTensors,
-                 sample_rate: int) -> tuple[float, float]:
-    """The common send level and decay whose wet signal best explains what the dry estimate leaves unexplained.
+def reverb_of(parts: torch.Tensor, reference: torch.Tensor, p: ConsoleTensors, ceiling_dbtp: float,
+               sample_rate: int) -> ReverbFit:
+    """`fit_reverb` on the contributions under the limiter's gain of their estimated mix."""
+    mask = limiter_gain_mask(parts.sum(0) + wet(parts, p, sample_rate), ceiling_dbtp, sample_rate)
+    return fit_reverb(mask * parts, reference - mask * parts.sum(0), sample_rate)
 
-    The residual ``reference - dry(p)`` is projected (least squares) onto the wet signal
-    of every channel sent at 0 dB, for each decay of a small grid; the decay explaining
-    the most energy wins.
+
+def with_reverb(p: ConsoleTensors, fit: ReverbFit) -> ConsoleTensors:
+    return replace(p, reverb_send_db=fit.send_db[None].float(), reverb_decay_s=torch.tensor([fit.decay_s]),
+                   reverb_predelay_ms=torch.tensor([fit.predelay_ms]))
+
+
+def compressors(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, p: ConsoleTensors,
+                static: torch.Tensor, sample_rate: int, iterations: int) -> tuple[ConsoleTensors, list[CompressorFit]]:
+    """Fit a compressor per channel to its gain track (`dynamics`) and set the ones kept.
 
     Args:
         stems: ``(tracks, 2, samples)``.
         reference: ``(2, samples)``.
         stereo: ``(tracks,)`` bool.
-        p: batch-1 dry settings (sends are ignored).
+        p: batch-1 settings without compressors.
+        static: ``(tracks, 2, samples)`` the channels' uncompressed contributions under
+            the limiter's gain.
         sample_rate: in Hz.
+        iterations: Levenberg-Marquardt iterations per start.
 
     Returns:
-        ``(send_db, decay_s)``: the send for every channel, within -60..0 dB, and the
-        decay; -60 dB at the default decay when no wet signal correlates with the residual.
+        ``p`` with the compressors kept (ratio above 1) and their faders corrected, and
+        every channel's fit.
     """
+    tracks = frame_gains(static, reference)
     with torch.no_grad():
-        dry, send = mix_buses(channel_strips(stems[None], p, stereo[None], sample_rate)[0],
-                              replace(p, reverb_send_db=torch.zeros_like(p.reverb_send_db)))
-        residual = reference - dry[0]
-        best = (-math.inf, _REVERB_START_DB[0], MasterParams().reverb.decay_s)
-        for decay_s in _DECAY_STARTS_S:
-            ir = impulse_response(torch.tensor(decay_s), float(p.reverb_predelay_ms[0]), sample_rate)
-            wet = reverb(send, ir.to(send.dtype))[0][0]
-            correlation, energy = float((residual * wet).sum()), float(wet.pow(2).sum())
-            if correlation > 0.0 and energy > 0.0 and correlation**2 / energy > best[0]:
-                send_db = float(np.clip(20.0 * math.log10(correlation / energy), *_REVERB_START_DB))
-                best = (correlation**2 / energy, send_db, decay_s)
-    return best[1], best[2]
+        inputs, _ = parametric_eq(stems.float(), p.eq_type[0], p.eq_freq_hz[0], p.eq_gain_db[0], p.eq_q[0],
+                                  sample_rate)
+    values = {name: getattr(p, name).clone() for name in (*COMPRESSOR_PARAMS, "gain_db")}
+    fits = []
+    for i in range(p.tracks):
+        with torch_threads(1):
+            fit = fit_compressor(inputs[i, :2 if bool(stereo[i]) else 1].numpy(), tracks, i, sample_rate, iterations)
+        fits.append(fit)
+        if not fit.on:
+            continue
+        for name in COMPRESSOR_PARAMS:
+            values[name][0, i] = fit.settings[name]
+        values["gain_db"][0, i] += fit.gain_db
+    return replace(p, **values), fits
 
 
 def neutral_settings(p: ConsoleTensors) -> ConsoleTensors:
@@ -145,3 +202,10 @@ def neutral_settings(p: ConsoleTensors) -> ConsoleTensors:
     return replace(p, gain_db=zeros, pan=zeros, eq_type=p.eq_type[..., :0], eq_freq_hz=p.eq_freq_hz[..., :0],
                    eq_gain_db=p.eq_gain_db[..., :0], eq_q=p.eq_q[..., :0], threshold_db=zeros,
                    ratio=torch.ones(1, tracks), reverb_send_db=torch.full((1, tracks), -math.inf))
+
+
+def gain_offset_db(model: torch.Tensor, reference: torch.Tensor) -> float:
+    """The common gain (dB) that brings ``model`` closest to ``reference`` (least squares), 0 if silent."""
+    energy = float(model.double().pow(2).sum())
+    cross = float((model.double() * reference.double()).sum())
+    return 20.0 * math.log10(cross / energy) if energy > 0 and cross > 0 else 0.0

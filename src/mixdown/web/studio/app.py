@@ -20,9 +20,20 @@ Routes (JSON unless said otherwise; errors are ``{"detail": "..."}`` with a 4xx 
                                             solo, ``download=1`` names it as an attachment
 ``GET  /api/sessions/{id}/params.json``     the settings in effect (attachment)
 ``GET  /api/sessions/{id}/sheet.csv``       the mix sheet (attachment)
+``GET  /api/sessions/{id}/strips/{i}.wav``  channel ``i`` after its EQ and compressor, before
+                                            fader and pan (32-bit float; ``X-Strip-Key``):
+                                            what the page's live preview plays
+``GET  /api/sessions/{id}/strips/{i}/gain_reduction``  its compressor's gain reduction over time
+``GET  /api/sessions/{id}/reverb.wav``      the console's reverb impulse response
 ``GET  /api/sessions/{id}/reaper.zip``      a REAPER project with the stems (attachment);
                                             ``platform=windows|macos|linux`` names the plug-in files
 ==========================================  ===============================================
+
+Requests that change anything (POST, PUT, DELETE) must come from the studio's own page
+(``Origin``/``Referer`` naming the ``Host``) and carry ``application/json`` bodies
+(forms for uploads and folders); JSON bodies are limited in size, nesting and to
+finite numbers (`mixdown.web.common.RequestGuard`, `mixdown.web.common.parse_json`).
+Uploads are refused with 413 as soon as they pass the per-file cap times the files sent.
 """
 
 from __future__ import annotations
@@ -42,7 +53,15 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mixdown.errors import MixdownError
 from mixdown.export.mixsheet import mixsheet_csv
-from mixdown.web.common import BodySizeLimit, RequestError
+from mixdown.web.common import (
+    FORM_TYPE,
+    JSON_TYPE,
+    MULTIPART_TYPE,
+    BodySizeLimit,
+    RequestError,
+    RequestGuard,
+    parse_json,
+)
 from mixdown.web.studio.service import Studio, StudioConfig, Upload, page_config
 from mixdown.web.studio.store import SESSION_ID_CHARS
 
@@ -71,10 +90,21 @@ def create_app(config: StudioConfig, allowed_hosts: list[str] | None = None) -> 
     app.state.studio = studio
     upload_paths = re.compile(r"/api/sessions(/[^/]+/reference)?/?")
 
-    def body_limit(method: str, path: str) -> int:
-        return config.max_request_bytes if method in ("POST", "PUT") and upload_paths.fullmatch(path) else JSON_BODY_LIMIT
+    def is_upload(method: str, path: str) -> bool:
+        return method in ("POST", "PUT") and upload_paths.fullmatch(path) is not None
 
-    app.add_middleware(BodySizeLimit, limit_for=body_limit)
+    def body_limit(method: str, path: str) -> int:
+        return config.max_request_bytes if is_upload(method, path) else JSON_BODY_LIMIT
+
+    def file_limit(method: str, path: str) -> int | None:
+        return config.max_file_bytes if is_upload(method, path) else None
+
+    def body_types(method: str, path: str) -> tuple[str, ...]:
+        return (MULTIPART_TYPE, FORM_TYPE) if is_upload(method, path) else (JSON_TYPE,)
+
+    # outermost last: the Host check, then same origin + content type, then the body size
+    app.add_middleware(BodySizeLimit, limit_for=body_limit, file_limit_for=file_limit)
+    app.add_middleware(RequestGuard, body_types=body_types)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -188,6 +218,19 @@ def create_app(config: StudioConfig, allowed_hosts: list[str] | None = None) -> 
         return Response(mixsheet_csv(params), media_type="text/csv",
                         headers=_attachment(f"mixdown-{session_id[:8]}-sheet.csv"))
 
+    @app.get("/api/sessions/{session_id}/strips/{index}.wav")
+    def get_strip(session_id: str, index: int) -> Response:
+        wav, key = studio.strip_wav(_checked(session_id), index)
+        return Response(wav, media_type="audio/wav", headers={**_NO_STORE, "X-Strip-Key": key})
+
+    @app.get("/api/sessions/{session_id}/strips/{index}/gain_reduction")
+    def get_gain_reduction(session_id: str, index: int) -> dict[str, Any]:
+        return studio.gain_reduction(_checked(session_id), index)
+
+    @app.get("/api/sessions/{session_id}/reverb.wav")
+    def get_reverb(session_id: str) -> Response:
+        return Response(studio.reverb_wav(_checked(session_id)), media_type="audio/wav", headers=_NO_STORE)
+
     @app.get("/api/sessions/{session_id}/reaper.zip")
     def get_reaper(session_id: str, platform: str = "windows") -> Response:
         return Response(studio.reaper_zip(_checked(session_id), platform), media_type="application/zip",
@@ -204,10 +247,8 @@ def _checked(session_id: str) -> str:
 
 
 async def _json(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise RequestError(f"the request body is not valid JSON ({exc})") from None
+    """The body as JSON, with `mixdown.web.common.parse_json`'s limits (depth, finite numbers)."""
+    return parse_json(await request.body())
 
 
 def _attachment(filename: str) -> dict[str, str]:

@@ -1,13 +1,27 @@
-// The MUSHRA listening-test page: plain JS, no build step.
-// Views: start (participant ID) -> training (trial 1 without sliders) -> trials -> closing comment.
+// The listening-test page: plain JS, no build step.
+// Views: start (participant ID) -> training (trial 1 without answers) -> trials -> closing comment.
+// Test types (GET api/test .type): "mushra" (reference + every condition rated 0-100), "bs1116"
+// (reference + A and B graded 1.0-5.0), "ab" (which of A and B is preferred), "abx" (is X A or B?).
 // Playback: every version of a trial is decoded into an AudioBuffer; switching starts the new
-// version at the current position with a short crossfade, so versions stay in sync.
+// version at the current position with a short crossfade, so versions stay in sync. The loop is
+// drawn by dragging across the waveform of the excerpt.
 "use strict";
 
 const FADE_S = 0.008;          // crossfade when switching or stopping
 const MIN_LOOP_S = 0.5;        // shortest loop region
+const DRAG_PX = 4;             // a pointer moving less than this is a click (seek), not a loop
 const TOKEN_HEADER = "X-Participant-Token";
-const REFERENCE = "reference";
+const REFERENCE = "reference"; // the open reference (the page never learns which slot hides it)
+const X = "x";                 // ABX's X
+const SCALES = {
+  mushra: ["Excellent", "Good", "Fair", "Poor", "Bad"],
+  bs1116: ["5 Imperceptible", "4 Perceptible, not annoying", "3 Slightly annoying", "2 Annoying", "1 Very annoying"],
+};
+const RANGES = { mushra: { min: 0, max: 100, step: 1, start: 0 }, bs1116: { min: 1, max: 5, step: 0.1, start: 5 } };
+const QUESTIONS = {
+  ab: { question: "Which version do you prefer?", labels: ["I prefer A", "I prefer B"], missing: "choose the version you prefer" },
+  abx: { question: "Is X the same as A or as B?", labels: ["X is A", "X is B"], missing: "say whether X is A or B" },
+};
 
 const $ = (id) => document.getElementById(id);
 const slotLabel = (slot) => {
@@ -23,9 +37,10 @@ class ApiError extends Error {
 const app = {
   test: null,        // GET /api/test
   token: null,
-  trial: null,       // {index, slots, duration_s, mode}
-  ratings: [],
-  played: new Set(),
+  trial: null,       // {index, slots, duration, mode, type, required: [keys to play]}
+  ratings: [],       // MUSHRA ratings or BS.1116 grades, per slot
+  choice: null,      // AB / ABX answer: 0 (A) or 1 (B)
+  played: new Set(), // keys played: slot numbers and "x"
 };
 
 async function request(method, path, body, binary = false) {
@@ -71,6 +86,7 @@ class Player {
     this.loopStart = 0;
     this.loopEnd = 0;
     this.active = null;       // key of the version playing or last selected
+    this.first = null;        // key of the first version loaded (played by Play before any choice)
     this.playing = false;
     this.node = null;         // {source, gain} now sounding
     this.startedAt = 0;       // context time of the last start
@@ -87,6 +103,7 @@ class Player {
       return [key, await this.context.decodeAudioData(data)];
     }));
     this.buffers = new Map(entries);
+    this.first = entries[0][0];
     this.duration = Math.min(...entries.map(([, buffer]) => buffer.duration));
     this.loopStart = 0;
     this.loopEnd = this.duration;
@@ -152,6 +169,7 @@ class Player {
     this.loopStart = start;
     this.loopEnd = end;
     if (this.playing) { this.playing = false; this.offset = position; this.play(this.active); }
+    else if (position < start || position >= end) this.offset = start;
   }
 }
 
@@ -166,41 +184,146 @@ function tick() {
   requestAnimationFrame(tick);
 }
 
+// ---------------------------------------------------------------- waveform and loop
+
+function drawWaveform(buffer) {
+  const canvas = $("waveform");
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  const height = Math.max(1, Math.round(canvas.clientHeight * ratio));
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, width, height);
+  if (!buffer) return;
+  const channels = Array.from({ length: buffer.numberOfChannels }, (_, c) => buffer.getChannelData(c));
+  const perColumn = Math.max(1, Math.floor(buffer.length / width));
+  let peak = 1e-6;  // drawn to the excerpt's own peak (loudness-matched excerpts are quiet)
+  for (const data of channels) for (let i = 0; i < data.length; i++) peak = Math.max(peak, Math.abs(data[i]));
+  context.fillStyle = "#7b8794";
+  const middle = height / 2;
+  for (let x = 0; x < width; x++) {
+    let low = 0;
+    let high = 0;
+    const start = Math.floor((x * buffer.length) / width);
+    for (const data of channels) {
+      for (let i = start; i < Math.min(start + perColumn, data.length); i++) {
+        if (data[i] < low) low = data[i];
+        if (data[i] > high) high = data[i];
+      }
+    }
+    const top = middle - (high / peak) * middle * 0.95;
+    const bottom = middle - (low / peak) * middle * 0.95;
+    context.fillRect(x, top, 1, Math.max(1, bottom - top));
+  }
+}
+
+function timeAt(clientX) {
+  const box = $("timeline").getBoundingClientRect();
+  return Math.max(0, Math.min(1, (clientX - box.left) / box.width)) * player.duration;
+}
+
+function showLoop(start, end) {
+  $("loop-region").style.left = `${(100 * start) / player.duration}%`;
+  $("loop-region").style.width = `${(100 * (end - start)) / player.duration}%`;
+  const whole = start <= 0 && end >= player.duration;
+  $("loop-label").textContent = whole ? "Loop: whole excerpt" : `Loop: ${start.toFixed(1)} s - ${end.toFixed(1)} s`;
+}
+
+function drawLoop() {
+  showLoop(player.loopStart, player.loopEnd);
+}
+
+// Drag across the waveform: the loop region follows the pointer and is set on release.
+// A press that hardly moves is a click: it moves the playback position instead.
+const drag = { active: false, x0: 0, t0: 0, moved: false };
+
+function onPointerDown(event) {
+  if (!player.duration) return;
+  event.preventDefault();
+  $("timeline").setPointerCapture(event.pointerId);
+  Object.assign(drag, { active: true, x0: event.clientX, t0: timeAt(event.clientX), moved: false });
+}
+
+function dragRegion(clientX) {
+  const t = timeAt(clientX);
+  let start = Math.min(drag.t0, t);
+  let end = Math.max(drag.t0, t);
+  if (end - start < MIN_LOOP_S) {
+    end = Math.min(player.duration, start + MIN_LOOP_S);
+    start = Math.max(0, end - MIN_LOOP_S);
+  }
+  return [start, end];
+}
+
+function onPointerMove(event) {
+  if (!drag.active) return;
+  if (Math.abs(event.clientX - drag.x0) >= DRAG_PX) drag.moved = true;
+  if (drag.moved) showLoop(...dragRegion(event.clientX));
+}
+
+function onPointerUp(event) {
+  if (!drag.active) return;
+  drag.active = false;
+  if (drag.moved) {
+    player.setLoop(...dragRegion(event.clientX));
+  } else {
+    player.seek(timeAt(event.clientX));
+  }
+  drawLoop();
+}
+
+function resetLoop() {
+  player.setLoop(0, player.duration);
+  drawLoop();
+}
+
 // ---------------------------------------------------------------- trials
 
-function conditionColumn(key, label) {
+const isSlot = (key) => typeof key === "number";
+const keyLabel = (key) => (key === REFERENCE ? "Reference" : key === X ? "X" : slotLabel(key));
+const keyTitle = (key) => (key === REFERENCE ? "Play the reference (R)" : key === X ? "Play X (X)" : `Play ${slotLabel(key)} (${key + 1})`);
+
+function conditionColumn(key) {
+  const type = app.trial.type;
+  const label = keyLabel(key);
   const column = document.createElement("div");
   column.className = "condition" + (key === REFERENCE ? " reference" : "");
-  column.dataset.key = key;
-  const value = document.createElement("div");
-  value.className = "value";
-  column.append(value);
-  if (key === REFERENCE) {
-    const placeholder = document.createElement("div");
-    placeholder.className = "placeholder";
-    placeholder.textContent = "reference (not rated)";
-    column.append(placeholder);
-  } else {
-    const slider = document.createElement("input");
-    slider.type = "range";
-    slider.min = "0";
-    slider.max = "100";
-    slider.step = "1";
-    slider.value = String(app.ratings[key]);
-    slider.setAttribute("aria-label", `Rating of ${label}`);
-    slider.dataset.slot = key;
-    value.textContent = slider.value;
-    slider.addEventListener("input", () => {
-      app.ratings[key] = Number(slider.value);
-      value.textContent = slider.value;
-      saveDraft();
-    });
-    column.append(slider);
+  column.dataset.key = String(key);
+  const rated = isSlot(key) && RANGES[type];
+  if (RANGES[type]) {
+    const value = document.createElement("div");
+    value.className = "value";
+    column.append(value);
+    if (!rated) {
+      const placeholder = document.createElement("div");
+      placeholder.className = "placeholder";
+      placeholder.textContent = "reference (not rated)";
+      column.append(placeholder);
+    } else {
+      const range = RANGES[type];
+      const slider = document.createElement("input");
+      slider.type = "range";
+      slider.min = String(range.min);
+      slider.max = String(range.max);
+      slider.step = String(range.step);
+      slider.value = String(app.ratings[key]);
+      slider.setAttribute("aria-label", `${type === "bs1116" ? "Grade" : "Rating"} of ${label}`);
+      slider.dataset.slot = key;
+      const show = () => { value.textContent = type === "bs1116" ? Number(slider.value).toFixed(1) : slider.value; };
+      show();
+      slider.addEventListener("input", () => {
+        app.ratings[key] = Number(slider.value);
+        show();
+        saveDraft();
+      });
+      column.append(slider);
+    }
   }
   const button = document.createElement("button");
   button.type = "button";
   button.textContent = label;
-  button.title = key === REFERENCE ? "Play the reference (R)" : `Play ${label} (${Number(key) + 1})`;
+  button.title = keyTitle(key);
   button.addEventListener("click", () => player.play(key));
   column.append(button);
   return column;
@@ -211,7 +334,7 @@ function markActive(key) {
     column.classList.toggle("active", column.dataset.key === String(key));
   }
   if (key !== REFERENCE) {
-    app.played.add(Number(key));
+    app.played.add(key);
     const button = document.querySelector(`.condition[data-key="${key}"] button`);
     if (button) button.classList.add("played");
     saveDraft();
@@ -221,23 +344,26 @@ function markActive(key) {
 
 function updateStatus() {
   if (!app.trial) return;
-  const missing = [];
-  for (let slot = 0; slot < app.trial.slots; slot++) if (!app.played.has(slot)) missing.push(slotLabel(slot));
+  const missing = app.trial.required.filter((key) => !app.played.has(key)).map(keyLabel);
   const next = $("next");
   if (app.trial.mode === "training") {
-    $("trial-status").textContent = "Listen to every version to get to know them; the ratings come next.";
+    $("trial-status").textContent = "Listen to every version to get to know them; the answers come next.";
     next.disabled = false;
     return;
   }
-  next.disabled = missing.length > 0;
+  const question = QUESTIONS[app.trial.type];
+  const unanswered = question && app.choice === null;
+  next.disabled = missing.length > 0 || unanswered;
   $("trial-status").textContent = missing.length
     ? `Play every version before continuing (not played yet: ${missing.join(", ")}).`
-    : "All versions played. Adjust your ratings, then continue.";
+    : unanswered ? `All versions played: now ${question.missing}.`
+      : question ? "Answered. Change your answer if you like, then continue."
+        : `All versions played. Adjust your ${app.trial.type === "bs1116" ? "grades" : "ratings"}, then continue.`;
 }
 
 function saveDraft() {
   if (!app.trial || app.trial.mode !== "trial") return;
-  const draft = { ratings: app.ratings, played: [...app.played], comment: $("trial-comment").value };
+  const draft = { ratings: app.ratings, choice: app.choice, played: [...app.played], comment: $("trial-comment").value };
   localStorage.setItem(storageKey(`draft:${app.token}:${app.trial.index}`), JSON.stringify(draft));
 }
 
@@ -249,15 +375,46 @@ function loadDraft(index) {
   }
 }
 
+function setupScale(type) {
+  const scale = $("scale");
+  scale.className = `scale ${SCALES[type] ? type : "none"}`;
+  scale.replaceChildren(...(SCALES[type] || []).map((text) => {
+    const span = document.createElement("span");
+    span.textContent = text;
+    return span;
+  }));
+}
+
+function setupChoice(type) {
+  const question = QUESTIONS[type];
+  $("choice").hidden = !question;
+  for (const input of document.querySelectorAll('input[name="choice"]')) {
+    input.checked = app.choice !== null && Number(input.value) === app.choice;
+  }
+  if (!question) return;
+  $("choice-question").textContent = question.question;
+  question.labels.forEach((text, i) => { $(`choice-label-${i}`).textContent = text; });
+}
+
 async function openTrial(index, mode) {
   player.stop();
   show("view-trial");
   $("player").hidden = true;
   $("loading").hidden = false;
   const info = await request("GET", `api/trials/${index}`);
-  app.trial = { index, slots: info.slots, duration: info.duration_s, mode };
+  const type = info.type;
+  const slots = Array.from({ length: info.slots }, (_, slot) => slot);
+  const urls = [];
+  if (info.known) urls.push([REFERENCE, info.known]);
+  slots.forEach((slot) => urls.push([slot, info.slot_urls[slot]]));
+  if (info.x) urls.push([X, info.x]);
+  const required = info.x ? [...slots, X] : slots;
+  app.trial = { index, slots: info.slots, duration: info.duration_s, mode, type, required };
   const draft = mode === "trial" ? loadDraft(index) : null;
-  app.ratings = draft && draft.ratings.length === info.slots ? draft.ratings : new Array(info.slots).fill(0);
+  const range = RANGES[type];
+  app.ratings = draft && Array.isArray(draft.ratings) && draft.ratings.length === info.slots
+    ? draft.ratings : new Array(info.slots).fill(range ? range.start : 0);
+  app.choice = draft && (draft.choice === 0 || draft.choice === 1) ? draft.choice : null;
   app.played = new Set(draft ? draft.played : []);
   $("trial-comment").value = draft ? draft.comment : "";
   $("progress").textContent = mode === "training" ? "Training" : `Trial ${index + 1} of ${info.trials}`;
@@ -265,60 +422,38 @@ async function openTrial(index, mode) {
     ? "Training: get to know the versions"
     : `Trial ${index + 1} of ${info.trials}`;
   $("trial-instructions").textContent = mode === "training"
-    ? `${app.test.instructions} In this training round you only listen: play the reference and every ` +
-      "version (the buttons below), switch between them while playing, and try the loop. " +
-      "You will rate them in the test."
+    ? `${app.test.instructions} In this training round you only listen: play every version (the buttons ` +
+      "below), switch between them while playing, and drag across the waveform to loop a passage. " +
+      "You will answer in the test."
     : app.test.instructions;
-  const urls = [[REFERENCE, `api/trials/${index}/audio/${REFERENCE}`]];
-  for (let slot = 0; slot < info.slots; slot++) urls.push([slot, `api/trials/${index}/audio/${slot}`]);
   await player.load(urls);
   const container = $("conditions");
-  container.replaceChildren(conditionColumn(REFERENCE, "Reference"));
-  for (let slot = 0; slot < info.slots; slot++) {
-    container.append(conditionColumn(slot, slotLabel(slot)));
-  }
-  for (const slot of app.played) {
-    const button = document.querySelector(`.condition[data-key="${slot}"] button`);
+  container.replaceChildren(...urls.map(([key]) => conditionColumn(key)));
+  for (const key of app.played) {
+    const button = document.querySelector(`.condition[data-key="${key}"] button`);
     if (button) button.classList.add("played");
   }
+  setupScale(type);
+  setupChoice(type);
   $("player").classList.toggle("training", mode === "training");
   $("comment-label").hidden = $("trial-comment").hidden = mode === "training";
   $("next").textContent = mode === "training" ? "Start the test"
     : (index + 1 < info.trials ? "Next" : "Save and continue");
-  setupLoop();
   $("loading").hidden = true;
   $("player").hidden = false;
+  // the waveform of the first version (the reference where there is one): what every version plays
+  drawWaveform(player.buffers.get(urls[0][0]));
+  drawLoop();
   updateStatus();
 }
 
-function setupLoop() {
-  const start = $("loop-start");
-  const end = $("loop-end");
-  for (const input of [start, end]) input.max = String(player.duration);
-  start.value = "0";
-  end.value = String(player.duration);
-  drawLoop();
-}
-
-function drawLoop() {
-  const start = player.loopStart;
-  const end = player.loopEnd;
-  $("loop-region").style.left = `${(100 * start) / player.duration}%`;
-  $("loop-region").style.width = `${(100 * (end - start)) / player.duration}%`;
-  $("loop-label").textContent = `${start.toFixed(1)} s - ${end.toFixed(1)} s`;
-}
-
-function onLoopInput(event) {
-  let start = Number($("loop-start").value);
-  let end = Number($("loop-end").value);
-  if (end - start < MIN_LOOP_S) {
-    if (event.target.id === "loop-start") start = Math.max(0, end - MIN_LOOP_S);
-    else end = Math.min(player.duration, start + MIN_LOOP_S);
-    $("loop-start").value = String(start);
-    $("loop-end").value = String(end);
-  }
-  player.setLoop(start, end);
-  drawLoop();
+function answer() {
+  const trial = app.trial;
+  const played = (keys) => keys.map((key) => app.played.has(key));
+  const comment = $("trial-comment").value;
+  if (trial.type === "mushra") return { ratings: app.ratings, played: played(trial.required), comment };
+  if (trial.type === "bs1116") return { grades: app.ratings, played: played(trial.required), comment };
+  return { choice: app.choice, played: played(trial.required), comment };
 }
 
 async function onNext() {
@@ -330,9 +465,7 @@ async function onNext() {
       await openTrial(0, "trial");
       return;
     }
-    const played = Array.from({ length: trial.slots }, (_, slot) => app.played.has(slot));
-    const session = await request("POST", `api/trials/${trial.index}`,
-      { ratings: app.ratings, played, comment: $("trial-comment").value });
+    const session = await request("POST", `api/trials/${trial.index}`, answer());
     localStorage.removeItem(storageKey(`draft:${app.token}:${trial.index}`));
     await resume(session);
   } catch (err) {
@@ -385,9 +518,11 @@ function onKey(event) {
   if (!app.trial || $("player").hidden || $("view-trial").hidden || typing) return;
   if (event.key === " ") {
     event.preventDefault();
-    if (player.playing) player.stop(); else player.play(player.active ?? REFERENCE);
-  } else if (event.key === "r" || event.key === "R") {
+    if (player.playing) player.stop(); else player.play(player.active ?? player.first);
+  } else if ((event.key === "r" || event.key === "R") && player.buffers.has(REFERENCE)) {
     player.play(REFERENCE);
+  } else if ((event.key === "x" || event.key === "X") && player.buffers.has(X)) {
+    player.play(X);
   } else if (/^[1-9]$/.test(event.key) && Number(event.key) <= app.trial.slots) {
     player.play(Number(event.key) - 1);
   }
@@ -397,21 +532,24 @@ async function init() {
   player = new Player();
   player.onActivate = markActive;
   $("start-form").addEventListener("submit", onStart);
-  $("play").addEventListener("click", () => player.play(player.active ?? REFERENCE));
+  $("play").addEventListener("click", () => player.play(player.active ?? player.first));
   $("stop").addEventListener("click", () => player.stop());
   $("next").addEventListener("click", onNext);
   $("finish").addEventListener("click", onFinish);
-  $("loop-start").addEventListener("input", onLoopInput);
-  $("loop-end").addEventListener("input", onLoopInput);
-  $("loop-reset").addEventListener("click", () => {
-    $("loop-start").value = "0";
-    $("loop-end").value = String(player.duration);
-    player.setLoop(0, player.duration);
-    drawLoop();
-  });
-  $("timeline").addEventListener("click", (event) => {
-    const box = event.currentTarget.getBoundingClientRect();
-    player.seek(((event.clientX - box.left) / box.width) * player.duration);
+  $("loop-reset").addEventListener("click", resetLoop);
+  $("timeline").addEventListener("pointerdown", onPointerDown);
+  $("timeline").addEventListener("pointermove", onPointerMove);
+  $("timeline").addEventListener("pointerup", onPointerUp);
+  $("timeline").addEventListener("pointercancel", () => { drag.active = false; drawLoop(); });
+  for (const input of document.querySelectorAll('input[name="choice"]')) {
+    input.addEventListener("change", () => {
+      app.choice = Number(input.value);
+      saveDraft();
+      updateStatus();
+    });
+  }
+  window.addEventListener("resize", () => {
+    if (app.trial && player.buffers.size) drawWaveform(player.buffers.values().next().value);
   });
   $("trial-comment").addEventListener("input", saveDraft);
   document.addEventListener("keydown", onKey);

@@ -1,4 +1,5 @@
-// Small UI pieces: element builder, rotary knob, number formats, EQ curve plot.
+// Small UI pieces: element builder, rotary knob, number formats, EQ curve plot with handles,
+// level meters, compressor transfer curve.
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -152,17 +153,36 @@ export function knob({ label, min, max, value, step = 0.1, scale = 'linear', def
   return wrap;
 }
 
-// Plot an EQ magnitude response (dB at log-spaced frequencies) on a canvas.
-export function drawEqCurve(canvas, freqs, gains, { rangeDb = 18, grid = false, color = '#38c6ad' } = {}) {
+// A canvas sized to its CSS box at the device's pixel ratio, drawing in CSS pixels.
+function canvas2d(canvas) {
   const dpr = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || canvas.width, height = canvas.clientHeight || canvas.height;
-  if (canvas.width !== Math.round(width * dpr)) { canvas.width = Math.round(width * dpr); canvas.height = Math.round(height * dpr); }
+  if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+    canvas.width = Math.round(width * dpr); canvas.height = Math.round(height * dpr);
+  }
   const ctx = canvas.getContext('2d');
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, height);
+  return { ctx, width, height };
+}
+
+// The axes of an EQ plot: log frequency across, dB up, on a canvas of `width` x `height`.
+export function eqAxes(freqs, width, height, rangeDb = 18) {
   const lo = Math.log(freqs[0]), hi = Math.log(freqs[freqs.length - 1]);
-  const x = (f) => (Math.log(f) - lo) / (hi - lo) * width;
-  const y = (db) => height / 2 - clamp(db, -rangeDb, rangeDb) / rangeDb * (height / 2 - 4);
+  const half = height / 2 - 4;
+  return {
+    x: (f) => (Math.log(f) - lo) / (hi - lo) * width,
+    y: (db) => height / 2 - clamp(db, -rangeDb, rangeDb) / rangeDb * half,
+    freq: (x) => Math.exp(lo + clamp(x / width, 0, 1) * (hi - lo)),
+    db: (y) => clamp((height / 2 - y) / half * rangeDb, -rangeDb, rangeDb),
+  };
+}
+
+// Plot an EQ magnitude response (dB at log-spaced frequencies) on a canvas; with `handles`
+// ([{x, y, label, bypassed, active}] in CSS pixels) draws the bands' drag handles over it.
+export function drawEqCurve(canvas, freqs, gains, { rangeDb = 18, grid = false, color = '#38c6ad', handles = [] } = {}) {
+  const { ctx, width, height } = canvas2d(canvas);
+  const { x, y } = eqAxes(freqs, width, height, rangeDb);
   ctx.strokeStyle = '#262b34';
   ctx.lineWidth = 1;
   ctx.beginPath(); ctx.moveTo(0, y(0)); ctx.lineTo(width, y(0)); ctx.stroke();
@@ -188,4 +208,100 @@ export function drawEqCurve(canvas, freqs, gains, { rangeDb = 18, grid = false, 
   ctx.lineTo(width, y(0)); ctx.lineTo(0, y(0)); ctx.closePath();
   ctx.fillStyle = color + '22';
   ctx.fill();
+  for (const handle of handles) {
+    ctx.beginPath();
+    ctx.arc(handle.x, handle.y, handle.active ? 8 : 6.5, 0, 2 * Math.PI);
+    ctx.fillStyle = handle.bypassed ? '#2a2f39' : handle.active ? '#f2d14b' : '#1b1e25';
+    ctx.strokeStyle = handle.bypassed ? '#6c7482' : color;
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash(handle.bypassed ? [2, 2] : []);
+    ctx.fill(); ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = handle.active ? '#222' : '#e6e8ec';
+    ctx.font = '10px system-ui';
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(handle.label, handle.x, handle.y + 0.5);
+    ctx.textAlign = 'start';
+    ctx.textBaseline = 'alphabetic';
+  }
+}
+
+// A vertical level meter over [floorDb, topDb] dBFS (the fader's scale beside it): RMS (solid)
+// inside peak (lighter), a peak-hold line, red over 0 dBFS, and, when `reductionDb` is given,
+// the gain reduction hanging from the top (amber, 0-24 dB).
+export function drawMeter(canvas, { peakDb = -Infinity, rmsDb = -Infinity, holdDb = -Infinity, reductionDb = null,
+                                    dimmed = false, floorDb = -60, topDb = 12 } = {}) {
+  const { ctx, width, height } = canvas2d(canvas);
+  const level = (db) => height - clamp((db - floorDb) / (topDb - floorDb), 0, 1) * height;
+  const grWidth = reductionDb === null ? 0 : Math.max(3, Math.floor(width / 3));
+  const barWidth = width - grWidth - (grWidth ? 1 : 0);
+  ctx.fillStyle = '#0c0e12';
+  ctx.fillRect(0, 0, width, height);
+  const zero = level(0);
+  const bar = (db, colorLow, colorHigh) => {
+    if (!Number.isFinite(db) || db <= floorDb) return;
+    const top = level(db);
+    ctx.fillStyle = colorLow;
+    ctx.fillRect(0, Math.max(top, zero), barWidth, height - Math.max(top, zero));
+    if (top < zero) { ctx.fillStyle = colorHigh; ctx.fillRect(0, top, barWidth, zero - top); }
+  };
+  ctx.globalAlpha = dimmed ? 0.35 : 1;
+  bar(peakDb, '#2f8f7e', '#d9534f');
+  bar(rmsDb, '#46d7bd', '#ef5d5d');
+  if (Number.isFinite(holdDb) && holdDb > floorDb) {
+    ctx.fillStyle = holdDb > 0 ? '#ef5d5d' : '#e6e8ec';
+    ctx.fillRect(0, level(holdDb) - 1, barWidth, 2);
+  }
+  ctx.fillStyle = '#3a414d';
+  ctx.fillRect(0, zero, barWidth, 1);
+  if (grWidth) {
+    const gr = clamp(reductionDb || 0, 0, 24) / 24 * height;
+    ctx.fillStyle = '#151820';
+    ctx.fillRect(barWidth + 1, 0, grWidth, height);
+    ctx.fillStyle = '#f2a44b';
+    ctx.fillRect(barWidth + 1, 0, grWidth, gr);
+  }
+  ctx.globalAlpha = 1;
+}
+
+// The compressor's static transfer curve (input dB -> output dB, makeup included) over
+// [floorDb, 0], the threshold marked, and the operating point at the live gain reduction.
+export function drawTransferCurve(canvas, comp, reduction, { floorDb = -60, gainReductionDb, levelForReductionDb } = {}) {
+  const { ctx, width, height } = canvas2d(canvas);
+  const span = -floorDb;
+  const x = (db) => (db - floorDb) / span * width;
+  const y = (db) => height - (clamp(db, floorDb, 12) - floorDb) / (span + 12) * height;
+  ctx.strokeStyle = '#262b34';
+  ctx.lineWidth = 1;
+  for (let db = floorDb; db <= 0; db += 12) {
+    ctx.beginPath(); ctx.moveTo(x(db), 0); ctx.lineTo(x(db), height); ctx.stroke();
+    ctx.beginPath(); ctx.moveTo(0, y(db)); ctx.lineTo(width, y(db)); ctx.stroke();
+  }
+  ctx.strokeStyle = '#394050';
+  ctx.beginPath(); ctx.moveTo(x(floorDb), y(floorDb)); ctx.lineTo(x(0), y(0)); ctx.stroke();  // unity
+  if (!comp) return;
+  ctx.strokeStyle = '#6c7482';
+  ctx.setLineDash([3, 3]);
+  ctx.beginPath(); ctx.moveTo(x(comp.threshold_db), 0); ctx.lineTo(x(comp.threshold_db), height); ctx.stroke();
+  ctx.setLineDash([]);
+  ctx.beginPath();
+  for (let i = 0; i <= 120; i++) {
+    const input = floorDb + i / 120 * span;
+    const output = input - gainReductionDb(input, comp) + comp.makeup_db;
+    if (i === 0) ctx.moveTo(x(input), y(output)); else ctx.lineTo(x(input), y(output));
+  }
+  ctx.strokeStyle = '#38c6ad';
+  ctx.lineWidth = 2;
+  ctx.stroke();
+  const level = levelForReductionDb(reduction, comp);
+  if (level !== null) {
+    ctx.beginPath();
+    ctx.arc(x(level), y(level - reduction + comp.makeup_db), 5, 0, 2 * Math.PI);
+    ctx.fillStyle = '#f2a44b';
+    ctx.fill();
+  }
+  ctx.fillStyle = '#8d95a3';
+  ctx.font = '10px system-ui';
+  ctx.fillText(`GR ${reduction > 0.05 ? '−' + reduction.toFixed(1) : '0.0'} dB`, 6, 12);
 }

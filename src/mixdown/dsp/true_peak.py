@@ -1,0 +1,326 @@
+"""True-peak measurement (ITU-R BS.1770-4 Annex 2) and the limiter's reconstruction check.
+
+Two interpolators, both polyphase FIR banks evaluated without storing the oversampled
+signal (a compiled kernel computes, for each input sample ``n``, the largest absolute
+interpolated value between samples ``n`` and ``n + 1``, the sample itself included):
+
+* **The BS.1770 meter** (`true_peak`, `true_peak_dbtp`). Annex 2 oversamples 4x with a
+  48-tap, 4-phase FIR (12 taps per phase) and reads the largest absolute oversampled
+  value in dBTP; it asks for more oversampling at lower sample rates. Here: 4x at
+  44.1 kHz and above, 8x from 22.05 kHz, 16x below. The filter has the Annex's size
+  (12 taps per phase) but is designed here, not copied from its table: a Nyquist
+  (interpolating) design, so phase 0 passes the input samples unchanged and a reading is
+  never below the sample peak (the even-length 48-tap design this replaced read a
+  -6.02 dBTP 19 kHz tone at 44.1 kHz as -6.35), and each other phase is a 12-tap fractional-delay filter (delay ``p / factor``)
+  fitted by least squares to an ideal delay over the Annex's audio band, 0-20 kHz at
+  48 kHz (0-0.4167 of the sample rate). Measured (`tests/test_true_peak.py`): phase gains
+  within -0.11/+0.17 dB up to 0.4 of the sample rate, -0.5 dB at 0.4167; the EBU Tech 3341
+  true-peak cases 15-23 read within -0.16/+0.06 dB at 44.1 and 48 kHz (tolerance
+  +0.2/-0.4). A 4x meter reads up to 0.69 dB under the continuous peak of a tone near half
+  the sample rate (its points miss the crest): it is a meter, not a bound.
+
+* **The reconstruction check** (`ceiling_peaks`, `reconstruction_peak`), with which the
+  master limiter keeps its output under the ceiling: 16x oversampling with a
+  24-tap-per-phase Kaiser-windowed sinc (beta 5, cutoff at half the sample rate, each
+  phase at unit DC gain), the band-limited reconstruction a DAC or a sample-rate converter
+  performs. Between its points a band-limited signal rises by at most 0.04 dB. It reads
+  at most 0.065 dB under scipy's ``resample_poly`` at 32x (measured on tones, chirps,
+  squares and noise up to half the sample rate).
+
+Ceiling checks skip most of the work: an interval whose filters' largest absolute tap
+sum times the largest nearby ``|x|`` stays under the threshold cannot exceed it, and the
+full 16x reconstruction runs only where the quarter-sample points come within
+`QUARTER_TO_CONTINUOUS` of the threshold (`ceiling_peaks`).
+
+References:
+    ITU-R BS.1770-4 (10/2015), Annex 2 "Guidelines for accurate measurement of
+    true-peak level". EBU Tech 3341 v4 (2016), Table 1, cases 15-23.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+CHUNK = 1 << 17
+"""Samples per block: memory stays bounded by the block, never by the song."""
+
+BS1770_TAPS_PER_PHASE = 12
+BS1770_PASSBAND = 20000.0 / 48000.0  # cycles per sample: the Annex's 20 kHz audio band at 48 kHz
+RECONSTRUCTION_OVERSAMPLING = 16
+RECONSTRUCTION_TAPS_PER_PHASE = 24
+RECONSTRUCTION_KAISER_BETA = 5.0
+QUARTER_TO_CONTINUOUS = 10.0 ** (0.8 / 20.0)
+"""How far the reconstruction can rise above its quarter-sample points. Bernstein's
+inequality bounds the rise above the largest point of the whole signal by 0.70 dB for
+content up to half the sample rate (``1 / (1 - (pi / 8)^2 / 2)``); locally, over intervals
+within 12 dB of a signal's peak, the largest measured rise (tones, chirps, noise and mixes
+up to half the sample rate, at 44.1 and 48 kHz) is 0.73 dB above the interval's own
+quarter points and end samples (noise above 18 kHz), 0.53 dB above those of the interval
+and its neighbours, which `ceiling_peaks` takes. 0.8 dB is used."""
+
+
+@dataclass(frozen=True)
+class PhaseBank:
+    """A polyphase interpolator: ``taps[p]`` gives the value at ``n + delays[p]``.
+
+    Attributes:
+        taps: ``(phases, taps_per_phase)``; tap ``k`` multiplies ``x[n + first + k]``.
+        delays: ``(phases,)`` fractional positions in (0, 1) (the sample itself, delay 0,
+            is always included and has no row).
+        first: offset of tap 0 from ``n`` (negative).
+        l1: the largest absolute tap sum of a phase: no interpolated value exceeds ``l1``
+            times the largest ``|x|`` under the taps.
+    """
+
+    taps: np.ndarray
+    delays: np.ndarray
+    first: int
+    l1: float
+
+    @property
+    def factor(self) -> int:
+        return len(self.delays) + 1
+
+    @property
+    def reach(self) -> int:
+        """Samples each side of ``n`` that the taps read (at most)."""
+        return max(-self.first, self.first + self.taps.shape[1] - 1)
+
+
+def _tap_positions(taps_per_phase: int) -> np.ndarray:
+    """``-(T/2 - 1) .. T/2``: centred on the interval between ``n`` and ``n + 1``."""
+    return np.arange(-(taps_per_phase // 2 - 1), taps_per_phase // 2 + 1, dtype=np.float64)
+
+
+def _least_squares_fractional_delay(delay: float, positions: np.ndarray, passband: float,
+                                    grid: int = 1024) -> np.ndarray:
+    """Taps approximating ``exp(-j w delay)`` on ``0 <= w <= 2 pi passband`` in the least-squares sense.
+
+    Uniform weight over the passband, nothing asked of the band above it (the
+    fractional-delay form of a least-squares interpolation low-pass).
+    """
+    w = np.linspace(0.0, 2.0 * np.pi * passband, grid)
+    basis = np.exp(-1j * np.outer(w, positions))
+    target = np.exp(-1j * w * delay)
+    a = np.vstack([basis.real, basis.imag])
+    b = np.concatenate([target.real, target.imag])
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def _bank(taps: np.ndarray, delays: np.ndarray, positions: np.ndarray) -> PhaseBank:
+    taps = np.ascontiguousarray(taps, dtype=np.float64)
+    return PhaseBank(taps, delays, int(positions[0]), float(np.abs(taps).sum(axis=1).max()))
+
+
+def bs1770_oversampling(sample_rate: int | None) -> int:
+    """Oversampling factor of the BS.1770 meter: 4 from 44.1 kHz, 8 from 22.05 kHz, else 16.
+
+    ``None`` (rate unknown) is taken as 44.1 kHz or more.
+    """
+    if sample_rate is None or sample_rate >= 44100:
+        return 4
+    return 8 if sample_rate >= 22050 else 16
+
+
+@functools.cache
+def bs1770_bank(factor: int = 4) -> PhaseBank:
+    """The BS.1770 Annex 2 interpolator at ``factor``x: 12 taps per phase, least squares over 0-20 kHz at 48 kHz."""
+    positions = _tap_positions(BS1770_TAPS_PER_PHASE)
+    delays = np.arange(1, factor) / factor
+    taps = np.stack([_least_squares_fractional_delay(d, positions, BS1770_PASSBAND) for d in delays])
+    return _bank(taps, delays, positions)
+
+
+@functools.cache
+def reconstruction_bank() -> PhaseBank:
+    """16x Kaiser-windowed sinc (24 taps per phase, beta 5), each phase normalised to unit DC gain."""
+    positions = _tap_positions(RECONSTRUCTION_TAPS_PER_PHASE)
+    delays = np.arange(1, RECONSTRUCTION_OVERSAMPLING) / RECONSTRUCTION_OVERSAMPLING
+    t = positions[None, :] - delays[:, None]
+    half = RECONSTRUCTION_TAPS_PER_PHASE / 2.0
+    window = np.i0(RECONSTRUCTION_KAISER_BETA * np.sqrt(np.clip(1.0 - (t / half) ** 2, 0.0, None)))
+    taps = np.sinc(t) * window
+    return _bank(taps / taps.sum(axis=1, keepdims=True), delays, positions)
+
+
+@functools.cache
+def _quarter_bank() -> PhaseBank:
+    """The reconstruction's phases at 1/4, 1/2 and 3/4 of a sample."""
+    full = reconstruction_bank()
+    rows = [int(np.argmin(np.abs(full.delays - d))) for d in (0.25, 0.5, 0.75)]
+    return _bank(full.taps[rows], full.delays[rows], _tap_positions(RECONSTRUCTION_TAPS_PER_PHASE))
+
+
+@numba.njit(cache=True, nogil=True)
+def _interval_peaks_kernel(xp, pad, index, taps, first, out):  # pragma: no cover - compiled
+    """out[i] = max(out[i], max over channels c and phases p of |sum_k taps[p, k] xp[c, n + pad + first + k]|,
+    |xp[c, n + pad]|) for n = index[i]."""
+    phases, width = taps.shape
+    for i in range(index.shape[0]):
+        base = index[i] + pad
+        peak = out[i]
+        for c in range(xp.shape[0]):
+            peak = max(peak, abs(xp[c, base]))
+            for p in range(phases):
+                acc = 0.0
+                for k in range(width):
+                    acc += taps[p, k] * xp[c, base + first + k]
+                peak = max(peak, abs(acc))
+        out[i] = peak
+
+
+def _exact_peaks(xp: np.ndarray, pad: int, index: np.ndarray, banks: tuple[PhaseBank, ...],
+                 initial: np.ndarray) -> np.ndarray:
+    """Interval peaks at ``index`` of the zero-padded ``xp`` (sample ``n`` at ``xp[:, n + pad]``)."""
+    values = np.array(initial, dtype=np.float64)
+    for bank in banks:
+        _interval_peaks_kernel(xp, pad, index, bank.taps, bank.first, values)
+    return values
+
+
+def _near_magnitude(x: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(|x| over channels, an upper bound of its maximum over n - reach .. n + reach)``, each ``(samples,)``.
+
+    The bound is the maximum over the ``reach``-sample (or longer) block holding ``n`` and
+    its two neighbours: a little looser than a running maximum, and much cheaper.
+    """
+    samples = x.shape[-1]
+    magnitude = np.abs(x).max(axis=0).astype(np.float64, copy=False) if x.shape[0] else np.zeros(samples)
+    block = 1 << max(0, reach - 1).bit_length()  # a power of two >= reach
+    blocks = -(-samples // block)
+    peak = np.zeros(blocks + 2)
+    if blocks:
+        padded = np.pad(magnitude, (0, blocks * block - samples))
+        peak[1:-1] = padded.reshape(blocks, block).max(axis=1)
+    near = np.maximum(np.maximum(peak[:-2], peak[1:-1]), peak[2:])
+    return magnitude, np.repeat(near, block)[:samples]
+
+
+def interval_peaks(x: np.ndarray, banks: tuple[PhaseBank, ...], skip_below: float = 0.0) -> np.ndarray:
+    """Largest interpolated ``|value|`` between each sample and the next, over channels and banks.
+
+    The signal is taken as zero outside ``x`` (so a signal that starts or stops abruptly
+    rings, as it would through a DAC).
+
+    Args:
+        x: ``(channels, samples)``.
+        banks: the interpolators; the result is the largest of their values.
+        skip_below: where every bank's ``l1`` times the largest nearby ``|x|`` is at most
+            this, that upper bound is returned instead of the exact value (exact for any
+            caller that only asks whether a value exceeds ``skip_below``).
+
+    Returns:
+        ``(samples,)`` float64.
+    """
+    x = _as_signal(x)
+    reach = max(bank.reach for bank in banks)
+    magnitude, near = _near_magnitude(x, reach)
+    peaks = max(bank.l1 for bank in banks) * near
+    index = np.flatnonzero(peaks > skip_below)
+    if len(index):
+        xp = np.pad(x, ((0, 0), (reach, reach)))
+        peaks[index] = _exact_peaks(xp, reach, index, banks, magnitude[index])
+    return peaks
+
+
+def ceiling_peaks(x: np.ndarray, threshold: float, sample_rate: int | None = None,
+                  where: np.ndarray | None = None) -> np.ndarray:
+    """Interval peaks by the BS.1770 meter and the 16x reconstruction, exact where they exceed ``threshold``.
+
+    Computed in tiers, each only where the previous one cannot rule an excess out:
+
+    1. the bound ``l1 * max |x|`` nearby (no filtering);
+    2. the BS.1770 meter and the reconstruction at quarter-sample points;
+    3. the full 16x reconstruction, where the quarter-sample peak of the interval or
+       its neighbours times `QUARTER_TO_CONTINUOUS` exceeds ``threshold``.
+
+    Args:
+        x: ``(channels, samples)``.
+        threshold: linear.
+        sample_rate: in Hz, for the meter's oversampling (``None``: 4x).
+        where: optional ``(samples,)`` bool: only these samples are examined; the others
+            read 0 (for callers that know they are under ``threshold``).
+
+    Returns:
+        ``(samples,)`` float64: the exact peak where it exceeds ``threshold``, a value at
+        most ``threshold`` elsewhere.
+    """
+    x = _as_signal(x)
+    reconstruction = reconstruction_bank()
+    coarse = (bs1770_bank(bs1770_oversampling(sample_rate)), _quarter_bank())
+    reach = reconstruction.reach
+    magnitude, near = _near_magnitude(x, reach)
+    peaks = max(bank.l1 for bank in (*coarse, reconstruction)) * near
+    candidate = peaks > threshold
+    if where is not None:
+        candidate &= where
+        peaks[~where] = 0.0
+    index = np.flatnonzero(candidate)
+    if not len(index):
+        return peaks
+    xp = np.pad(x, ((0, 0), (reach, reach)))
+    coarse_peaks = _exact_peaks(xp, reach, index, coarse, magnitude[index])
+    peaks[index] = coarse_peaks
+    # The interval's points, its end sample and its neighbours' points (outside the candidates
+    # these are bounds, never lower than the exact values).
+    after = np.minimum(index + 1, len(peaks) - 1)
+    nearby = np.maximum(np.maximum(coarse_peaks, magnitude[after]),
+                        np.maximum(peaks[np.maximum(index - 1, 0)], peaks[after]))
+    suspect = index[QUARTER_TO_CONTINUOUS * nearby > threshold]
+    if len(suspect):
+        peaks[suspect] = _exact_peaks(xp, reach, suspect, (reconstruction,), peaks[suspect])
+    return peaks
+
+
+def _as_signal(x: np.ndarray) -> np.ndarray:
+    """``x`` as a float32 or float64 array (the kernel accumulates in float64 either way)."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected x of shape (channels, samples), got {x.shape}")
+    return x
+
+
+def _chunked_peak(x: np.ndarray, banks: tuple[PhaseBank, ...]) -> float:
+    """Largest interpolated ``|value|`` of ``x (channels, samples)``, block by block."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"expected x of shape (channels, samples), got {x.shape}")
+    samples = x.shape[-1]
+    if samples == 0 or x.shape[0] == 0:
+        return 0.0
+    margin = max(bank.reach for bank in banks) + 1
+    sample_peak = float(np.abs(x).max())  # a lower bound: intervals that cannot exceed it are skipped
+    peak = sample_peak
+    for start in range(0, samples, CHUNK):
+        stop = min(start + CHUNK, samples)
+        lo, hi = max(0, start - margin), min(samples, stop + margin)
+        peaks = interval_peaks(x[:, lo:hi], banks, skip_below=sample_peak)[start - lo:stop - lo]
+        peak = max(peak, float(peaks.max()))
+    return peak
+
+
+def true_peak(x: np.ndarray, sample_rate: int | None = None) -> float:
+    """Linear true peak of ``x (channels, samples)`` by the BS.1770 meter (0 for empty input).
+
+    Args:
+        x: ``(channels, samples)``.
+        sample_rate: in Hz; picks the oversampling (`bs1770_oversampling`). ``None``: 4x.
+    """
+    return _chunked_peak(x, (bs1770_bank(bs1770_oversampling(sample_rate)),))
+
+
+def true_peak_dbtp(x: np.ndarray, sample_rate: int | None = None) -> float:
+    """True peak of ``x (channels, samples)`` in dBTP by the BS.1770 meter (``-inf`` for silence)."""
+    peak = true_peak(x, sample_rate)
+    return 20.0 * np.log10(peak) if peak > 0 else -np.inf
+
+
+def reconstruction_peak(x: np.ndarray) -> float:
+    """Linear peak of the 16x band-limited reconstruction of ``x (channels, samples)``."""
+    return _chunked_peak(x, (reconstruction_bank(),))
