@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from mixdown.errors import MixdownError
-from mixdown.web.common import PART_OVERHEAD_BYTES, allowed_hosts_for, is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -46,7 +45,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     try:
         import uvicorn  # noqa: F401  (checked here for the message; mixdown.web.common.serve runs it)
 
-        from mixdown.web.common import bind_socket, serve
+        from mixdown.web.common import PART_OVERHEAD_BYTES, allowed_hosts_for, bind_socket, is_loopback, serve
         from mixdown.web.studio.app import create_app
         from mixdown.web.studio.service import StudioConfig
     except ImportError as exc:
