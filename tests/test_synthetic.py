@@ -250,7 +250,7 @@ def test_build_resumes_cleans_staging_and_refuses_other_options(tmp_path):
     assert not stale.exists() and (tmp_path / song_name(0) / "mix.wav").read_bytes() == first
     assert yaml.safe_load((tmp_path / "synth.yaml").read_text()) == {
         "seed": 3, "sample_rate": SR, "duration_s": SECONDS, "min_stems": 1, "max_stems": len(AVAILABLE_STEMS),
-        "drumkit": None, "soundfont": None}
+        "drumkit": None, "soundfont": None, "targets": "class-table"}
     with pytest.raises(MixdownError, match="seed differ"):
         build_dataset(tmp_path, 3, SynthConfig(seed=4, sample_rate=SR, duration_s=SECONDS, min_stems=1))
 

@@ -52,12 +52,17 @@ from mixdown.synth.demo import (
     kit_pieces,
     synthesize_song,
 )
+from mixdown.synth.audio_styles import sample_audio_style_params
 from mixdown.synth.targets import sample_console_params
 
 CONFIG_FILE = "synth.yaml"
 SONG_PREFIX = "song_"
 MAX_DURATION_S = 600.0
 SAMPLE_RATES_HZ = (8000, 192000)
+TARGET_GENERATORS = {"class-table": sample_console_params, "audio-styles": sample_audio_style_params}
+"""Who draws the true settings (`SynthConfig.targets`): around the rules' class table
+(`mixdown.synth.targets`), or from each song's audio and a per-song style, independent of
+the rules (`mixdown.synth.audio_styles`)."""
 _STAGING_PREFIX = f".{SONG_PREFIX}"
 _STEM_CHOICE, _LIBRARY, _TARGETS = 0, 1, 2  # purposes of a song's random streams
 
@@ -77,6 +82,7 @@ class SynthConfig:
             of kits (one is drawn per song) to play the drums with; ``None`` synthesizes them.
         soundfont: A General MIDI SoundFont (``.sf2``) to play bass, keys, guitar and lead
             with through FluidSynth; ``None`` synthesizes them.
+        targets: The generator of the true settings, a key of `TARGET_GENERATORS`.
 
     Raises:
         MixdownError: If a value is out of range or a sample library is unusable.
@@ -89,6 +95,7 @@ class SynthConfig:
     max_stems: int = len(AVAILABLE_STEMS)
     drumkit: str | None = None
     soundfont: str | None = None
+    targets: str = "class-table"
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -103,6 +110,8 @@ class SynthConfig:
         if not MIN_FULL_DURATION_S <= self.duration_s <= MAX_DURATION_S:
             raise MixdownError(f"duration_s must be in [{MIN_FULL_DURATION_S:g}, {MAX_DURATION_S:g}] s "
                                f"(every stem plays within the first {MIN_FULL_DURATION_S:g} s), got {self.duration_s}")
+        if self.targets not in TARGET_GENERATORS:
+            raise MixdownError(f"targets must be one of {', '.join(TARGET_GENERATORS)}, got {self.targets!r}")
         if self.drumkit is not None:
             samples.usable_drumkits(self.drumkit)
         if self.soundfont is not None:
@@ -187,7 +196,7 @@ def generate_song(index: int, config: SynthConfig) -> SyntheticSong:
     arrays = synthesize_song(song_seed, sample_rate=config.sample_rate, duration_s=config.duration_s, stems=stems,
                              sources=sources)
     multitrack = Multitrack.from_arrays(arrays, config.sample_rate)
-    params = sample_console_params(multitrack, targets)
+    params = TARGET_GENERATORS[config.targets](multitrack, targets)
     return SyntheticSong(song_name(index), multitrack, params, render(multitrack, params))
 
 
@@ -245,6 +254,8 @@ def _check_config_file(root: Path, config: SynthConfig) -> None:
         existing = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise MixdownError(f"{path}: cannot read the dataset's configuration ({exc})") from None
+    if isinstance(existing, dict) and "targets" not in existing:
+        existing = {**existing, "targets": "class-table"}  # written before the choice existed
     if existing != wanted:
         differ = sorted(k for k in wanted if not isinstance(existing, dict) or existing.get(k) != wanted[k])
         raise MixdownError(f"{root} holds a dataset made with other options ({', '.join(differ)} differ, see "

@@ -60,25 +60,27 @@ _COMPRESSION_PROBABILITY = {"kick": 0.8, "snare": 0.8, "bass": 0.8, "vocal": 0.8
                             "guitar": 0.5, "keys": 0.4, "other": 0.4, "hihat": 0.2, "overhead": 0.2, "room": 0.2}
 
 
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A draw whose logarithm is uniform in ``[log lo, log hi]``."""
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
-def _clip(name: str, value: float) -> float:
+def clip_to_range(name: str, value: float) -> float:
+    """``value`` clipped to the full range of the schema's tensor ``name`` (e.g. ``"gain_db"``)."""
     spec = SPECS[name]
     return min(max(value, spec.minimum), spec.maximum)
 
 
 def _eq(instrument: str, sample_rate: int, rng: np.random.Generator) -> list[EQBand]:
     cutoff = RULES[instrument].highpass_hz
-    highpass = 20.0 if cutoff is None else cutoff * _log_uniform(rng, 0.6, 1.6)
+    highpass = 20.0 if cutoff is None else cutoff * log_uniform(rng, 0.6, 1.6)
     bands = [
         EQBand("highpass", highpass, 0.0, 0.707),
-        EQBand("low_shelf", _log_uniform(rng, 80.0, 300.0), rng.normal(0.0, 3.0), 0.707),
-        EQBand("peak", _log_uniform(rng, 150.0, 6000.0), rng.normal(0.0, 4.0), _log_uniform(rng, 0.5, 4.0)),
-        EQBand("high_shelf", _log_uniform(rng, 3000.0, 12000.0), rng.normal(0.0, 3.0), 0.707),
+        EQBand("low_shelf", log_uniform(rng, 80.0, 300.0), rng.normal(0.0, 3.0), 0.707),
+        EQBand("peak", log_uniform(rng, 150.0, 6000.0), rng.normal(0.0, 4.0), log_uniform(rng, 0.5, 4.0)),
+        EQBand("high_shelf", log_uniform(rng, 3000.0, 12000.0), rng.normal(0.0, 3.0), 0.707),
     ]
-    return [EQBand(b.type, round(clamp_freq_hz(b.freq_hz, sample_rate), 1), round(_clip("eq_gain_db", b.gain_db), 2),
+    return [EQBand(b.type, round(clamp_freq_hz(b.freq_hz, sample_rate), 1), round(clip_to_range("eq_gain_db", b.gain_db), 2),
                    round(b.q, 3)) for b in bands]
 
 
@@ -86,10 +88,10 @@ def _compressor(instrument: str, peak_db: float, rng: np.random.Generator) -> Co
     if rng.random() >= _COMPRESSION_PROBABILITY[instrument]:
         return None
     return CompressorParams(
-        threshold_db=round(_clip("threshold_db", peak_db - rng.uniform(3.0, 18.0)), 2),
-        ratio=round(_log_uniform(rng, 1.5, 8.0), 2),
-        attack_ms=round(_log_uniform(rng, 1.0, 40.0), 2),
-        release_ms=round(_log_uniform(rng, 40.0, 600.0), 1),
+        threshold_db=round(clip_to_range("threshold_db", peak_db - rng.uniform(3.0, 18.0)), 2),
+        ratio=round(log_uniform(rng, 1.5, 8.0), 2),
+        attack_ms=round(log_uniform(rng, 1.0, 40.0), 2),
+        release_ms=round(log_uniform(rng, 40.0, 600.0), 1),
         knee_db=round(rng.uniform(0.0, 12.0), 2),
         makeup_db=round(rng.uniform(0.0, 6.0), 2),
     )
@@ -118,7 +120,7 @@ def _pans(multitrack: Multitrack, rng: np.random.Generator) -> list[float]:
     return [round(p, 3) for p in pans]
 
 
-def _excerpt(multitrack: Multitrack) -> Multitrack:
+def loudness_excerpt(multitrack: Multitrack) -> Multitrack:
     """The first `LOUDNESS_EXCERPT_S` seconds of ``multitrack``, in memory (itself if no longer)."""
     frames = round(LOUDNESS_EXCERPT_S * multitrack.sample_rate)
     if multitrack.num_frames <= frames:
@@ -128,9 +130,9 @@ def _excerpt(multitrack: Multitrack) -> Multitrack:
     return Multitrack(stems, multitrack.sample_rate, frames)
 
 
-def _stem_loudness(multitrack: Multitrack, params: ConsoleParams) -> np.ndarray:
+def stem_loudness(multitrack: Multitrack, params: ConsoleParams) -> np.ndarray:
     """Loudness (LUFS) after EQ and compressor per stem, from the excerpt where it is audible."""
-    lufs = channel_loudness(_excerpt(multitrack), params)
+    lufs = channel_loudness(loudness_excerpt(multitrack), params)
     silent = ~np.isfinite(lufs)
     if silent.any():
         lufs[silent] = channel_loudness(multitrack, params)[silent]
@@ -141,7 +143,7 @@ def _send(instrument: str, rng: np.random.Generator) -> float | None:
     send = RULES[instrument].reverb_send_db
     if send is None:
         return None if rng.random() < 0.8 else round(rng.uniform(-40.0, -25.0), 2)
-    return round(_clip("reverb_send_db", send + rng.normal(0.0, 4.0)), 2)
+    return round(clip_to_range("reverb_send_db", send + rng.normal(0.0, 4.0)), 2)
 
 
 def sample_console_params(multitrack: Multitrack, rng: np.random.Generator, method: str = "synthetic") -> ConsoleParams:
@@ -167,9 +169,9 @@ def sample_console_params(multitrack: Multitrack, rng: np.random.Generator, meth
                                               predelay_ms=round(rng.uniform(0.0, 40.0), 1), return_db=0.0))
     params = ConsoleParams(channels=channels, master=master, sample_rate=multitrack.sample_rate, method=method)
     offsets = rng.normal(0.0, 3.0, size=len(channels))
-    for ch, lufs, offset in zip(params.channels, _stem_loudness(multitrack, params), offsets, strict=True):
+    for ch, lufs, offset in zip(params.channels, stem_loudness(multitrack, params), offsets, strict=True):
         if math.isfinite(lufs):
             target = REFERENCE_LUFS + RULES[ch.instrument].level_lu + offset
-            ch.gain_db = round(_clip("gain_db", target - float(lufs)), 2)
+            ch.gain_db = round(clip_to_range("gain_db", target - float(lufs)), 2)
     params.validate()
     return params
