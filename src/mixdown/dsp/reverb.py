@@ -12,9 +12,10 @@ the next block, so a streamed render equals the whole-signal convolution to floa
 rounding. At the console's blocks (2^17 samples, `mixdown.console.DEFAULT_CHUNK_FRAMES`)
 and responses of a few seconds this costs a few FFTs of 2^18 points per block; the
 response's spectrum per FFT size is cached by the caller (``spectra``). A uniformly
-partitioned convolution with a frequency-domain delay line was tried and measured 20x
-slower on these block sizes (its per-partition complex products dominate); it pays only
-when blocks are much shorter than the response (real-time, low-latency playback).
+partitioned convolution with a frequency-domain delay line was tried: it took 4.8 s of an
+8.8 s profiled render (8 stereo stems x 60 s, cProfile) in its per-partition complex
+products and copies; it pays only when blocks are much shorter than the response
+(real-time, low-latency playback).
 """
 
 from __future__ import annotations
