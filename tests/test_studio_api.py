@@ -543,7 +543,8 @@ def test_only_allowed_hosts(make_client):
 def test_serve_binds_to_loopback_by_default():
     import argparse
 
-    from mixdown.commands.serve import is_loopback, register
+    from mixdown.commands.serve import register
+    from mixdown.web.common import is_loopback
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

@@ -209,12 +209,18 @@ def _build_parser() -> argparse.ArgumentParser:
     add_stem_options(mix)
     mix.add_argument("-o", "--output", type=Path, required=True, help="mix file to write (.wav/.flac)")
     audio_only = [name for name, info in METHODS.items() if not info.capabilities.gives_params]
-    mix.add_argument("--method", default="producer", choices=list(METHODS),
+    mix.add_argument("--method", choices=list(METHODS),
                      help=f"mixing method (default producer: gains and pans learned from real producers' mixes, the "
-                          f"best of the methods on real LMMS mixes so far, docs/results/real); "
-                          f"{', '.join(audio_only)} make audio only, no settings file")
+                          f"best of the methods on real LMMS mixes so far, docs/results/real; style with "
+                          f"--reference); {', '.join(audio_only)} make audio only, no settings file")
     mix.add_argument("--seed", type=SEED, help="seed for stochastic methods (random)")
     mix.add_argument("--target", type=Path, help="the mix to reproduce, for methods that need one (reverse)")
+    mix.add_argument("--reference", type=Path,
+                     help="a finished stereo song (any rate, at least 3 s) to mix like, for methods that take one "
+                          "(style); analysed, never mixed in")
+    mix.add_argument("--reference-mode", choices=("learned", "optimised"),
+                     help="with --reference: learned (the reference-conditioned estimator) or optimised (then a "
+                          "style descent through the console; the default)")
     mix.add_argument("--params", type=Path, help="where to write the settings (default OUTPUT.params.json)")
 
     render = add_command(sub, "render", "render stems with a (possibly edited) settings file")
@@ -365,8 +371,18 @@ def stage_progress() -> Iterator[Callable[[str, float, float], None]]:
 def _cmd_mix(args: argparse.Namespace) -> None:
     from mixdown.mixers import method_info
 
+    if args.method is None:
+        args.method = "style" if args.reference is not None else "producer"
+    if args.reference_mode is not None and args.reference is None:
+        raise MixdownError("--reference-mode: give the song to mix like with --reference")
+    if args.reference is not None and not method_info(args.method).capabilities.takes_reference:
+        from mixdown.mixers import METHODS
+
+        able = [name for name, info in METHODS.items() if info.capabilities.takes_reference]
+        raise MixdownError(f"--reference: method {args.method!r} cannot mix like a reference; "
+                           f"methods that can: {', '.join(able)}")
     gives_params = method_info(args.method).capabilities.gives_params
-    inputs = [*stem_inputs(args), args.target]
+    inputs = [*stem_inputs(args), args.target, args.reference]
     check_output(args.output, inputs)
     params_path = None
     if gives_params:
@@ -382,8 +398,15 @@ def _cmd_mix(args: argparse.Namespace) -> None:
         from mixdown.mixers.reverse import load_reference
 
         target = load_reference(args.target, multitrack)
+    reference = None
+    if args.reference is not None:
+        from mixdown.style.reference import load_style_reference
+
+        reference = load_style_reference(args.reference, multitrack.sample_rate)
+    options = {"mode": args.reference_mode} if args.reference_mode is not None else {}
     with stage_progress() as update:
-        result = mix(multitrack, args.method, target=target, progress=update, seed=args.seed)
+        result = mix(multitrack, args.method, target=target, reference=reference, progress=update, seed=args.seed,
+                     **options)
     write_outputs(result.mix, multitrack.sample_rate, args.output, result.params, params_path)
     what = f"{args.method}, {multitrack.num_tracks} stems, {multitrack.duration_s:.1f} s"
     if params_path is not None:

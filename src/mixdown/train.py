@@ -120,7 +120,7 @@ CONFIG_FILE = "train.yaml"
 SYSTEM_MODELS = tuple(name for name in MODELS if name != "emulator")
 """Models trained by `MixingSystem` from a `TrainConfig` (the emulator has its own recipe)."""
 
-RECIPE_KINDS = (*SYSTEM_MODELS, "emulator", "forest", "producer")
+RECIPE_KINDS = (*SYSTEM_MODELS, "emulator", "forest", "producer", "style")
 """Values of a recipe's ``model:`` key (see `load_recipe`)."""
 
 
@@ -290,6 +290,10 @@ def recipe_class(data: Any) -> type:
         from mixdown.mixers.producer import ProducerRecipe
 
         return ProducerRecipe
+    if kind == "style":
+        from mixdown.style.train import StyleRecipe
+
+        return StyleRecipe
     return TrainConfig
 
 
@@ -785,6 +789,14 @@ def train(config: Recipe, resume: str | None = None, system_class: type[L.Lightn
             raise MixdownError("a producer recipe has no checkpoints to resume from and no Lightning system")
         model = fit_producer(config, progress)
         return TrainResult(None, Path(config.export), None, info=dict(model.info))
+    if getattr(config, "model", None) == "style":
+        from mixdown.style.train import fit as fit_style
+
+        if resume is not None or system_class is not None:
+            raise MixdownError("a style recipe has no checkpoints to resume from and no Lightning system")
+        info = fit_style(config, progress, log)
+        return TrainResult(None, None if config.export is None else Path(config.export),
+                           info["val_param_loss_with_reference"], "val/param_loss", info=info)
     if not isinstance(config, (TrainConfig, EmulatorTrainConfig)):
         from mixdown.mixers.forest import fit
 

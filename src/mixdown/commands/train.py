@@ -71,7 +71,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         check_not_input(Path(export), [args.config, args.export_only,
                                        Path(args.resume) if args.resume not in (None, "last") else None],
                         "exported weights")
-    forest = recipe.model in ("forest", "producer")
+    forest = recipe.model in ("forest", "producer", "style")
     if forest and (args.resume is not None or args.export_only is not None):
         raise MixdownError(f"bad option: --resume and --export-only do not apply to a {recipe.model} recipe")
     if args.export_only is not None:
@@ -86,11 +86,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
             prepare_data(recipe, progress=update)
     if recipe.model == "producer":
         label, total = "reading training songs", 1
+    elif recipe.model == "style":
+        label, total = "training the style conditioner", 1.0
     else:
         label, total = ("generating training songs", recipe.songs) if forest else (f"training {recipe.model}",
                                                                                 recipe.max_steps)
     with progress(label, total) as update:  # on a terminal a bar, in logs a line per tenth
         result = train(recipe, resume=args.resume, progress=update, log=say)
+    if recipe.model == "style":
+        info = result.info
+        say(f"wrote {result.exported}: validation parameter loss {info['val_param_loss_with_reference']:.4f} with "
+            f"the reference, {info['val_param_loss_without_reference']:.4f} without ({info['seconds']} s)")
+        return
     if recipe.model == "producer":
         info = result.info
         say(f"wrote {result.exported}: {info['rows']} stems from {info['real_songs']} real and "

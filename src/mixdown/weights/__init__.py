@@ -9,6 +9,7 @@ from mixdown.errors import MixdownError
 
 RECIPES: dict[str, str] = {
     "estimator.pt": "mixdown train configs/estimator.yaml",
+    "estimator_reference.pt": "mixdown train configs/estimator_reference.yaml",
     "dmc.pt": "mixdown train configs/emulator.yaml, then mixdown train configs/dmc.yaml",
     "waveunet.pt": "mixdown train configs/waveunet.yaml",
     "forest.npz": "mixdown train configs/forest.yaml",

@@ -1,0 +1,230 @@
+"""Learned mode: the estimator's settings corrected by a reference encoder.
+
+`ReferenceConditioner` turns a reference's style into corrections of the shipped
+estimator's output logits (`mixdown.models.estimator.Estimator`, frozen). Its inputs:
+
+* the reference's `StyleFeatures` vector and its difference from the style of the
+  estimator's own mix of the same stems (what the reference has that the estimator's
+  guess lacks), through a small MLP (the reference encoder);
+* per track: the estimator's settings (normalised) and the track's share of the
+  estimator's mix per coarse band (which tracks a band's correction should move);
+* for the master: the estimator's master settings.
+
+It corrects only what a mix-level style can tell (`CORRECTED`: faders, pans, reverb
+sends and the reverb decay); the estimator's track embeddings are left out of its
+inputs, since with them it overfits the few hundred training songs at once. Its last
+layers start at zero, so an untrained conditioner gives exactly the estimator's
+settings, and without a reference the method is the estimator (`estimate_with_reference`
+with ``reference=None``). Trained as Diff-MST is (`mixdown.style.train`): two segments of
+one synthetic song mixed with the same settings; one segment's mix is the reference,
+the other's stems go in; the loss is the estimator's parameter loss against the true
+settings (cheap: the frozen estimator's outputs are cached once).
+
+Checkpoints follow `mixdown.models`' plain-dict format (``model_name`` ``"style_conditioner"``,
+loaded with ``weights_only=True``) and hold the conditioner only; the estimator is the
+shipped ``estimator.pt``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import mixdown
+from mixdown.audio import atomic_path
+from mixdown.config import config_from_dict, config_to_dict
+from mixdown.console import channel_strips
+from mixdown.errors import MixdownError
+from mixdown.models.encoders import mlp
+from mixdown.models.estimator import N_CHANNEL_PARAMS, N_MASTER_PARAMS, Estimator, ParamEstimate
+from mixdown.style.features import (
+    ANALYSIS_RATE_HZ,
+    BAND_EDGES_HZ,
+    STYLE_DIM,
+    N_FFT,
+    _matrices,
+    spectrogram,
+    style_features,
+)
+
+MODEL_NAME = "style_conditioner"
+N_BANDS = len(BAND_EDGES_HZ) - 1
+CORRECTED = ("gain_db", "pan", "reverb_send_db", "reverb_decay_s")
+"""Estimator outputs the conditioner corrects; the rest stay the estimator's."""
+
+
+@dataclass(frozen=True)
+class ConditionerConfig:
+    """Settings of `ReferenceConditioner`.
+
+    Attributes:
+        embed_dim: the estimator's track embedding size.
+        hidden: width of the hidden layers.
+        sample_rate: rate of the estimator and of the style analysis, Hz.
+    """
+
+    embed_dim: int = 128
+    hidden: int = 64
+    sample_rate: int = ANALYSIS_RATE_HZ
+
+    def __post_init__(self) -> None:
+        if self.embed_dim < 1 or self.hidden < 1:
+            raise ValueError("embed_dim and hidden must be positive")
+
+
+@dataclass
+class ConditionerInputs:
+    """What `ReferenceConditioner` reads (all detached from the estimator).
+
+    Attributes:
+        tracks: ``(batch, tracks, embed_dim)`` track embeddings.
+        context: ``(batch, embed_dim)``.
+        channel_logits: ``(batch, tracks, N_CHANNEL_PARAMS)`` the estimator's logits.
+        master_logits: ``(batch, N_MASTER_PARAMS)``.
+        base_style: ``(batch, STYLE_DIM)`` style of the estimator's mix.
+        shares: ``(batch, tracks, N_BANDS)`` each track's share of that mix per band.
+        mask: ``(batch, tracks)`` bool.
+    """
+
+    tracks: torch.Tensor
+    context: torch.Tensor
+    channel_logits: torch.Tensor
+    master_logits: torch.Tensor
+    base_style: torch.Tensor
+    shares: torch.Tensor
+    mask: torch.Tensor
+
+
+class ReferenceConditioner(nn.Module):
+    """Logit corrections from a reference's style (see the module docstring).
+
+    Shape:
+        inputs: `ConditionerInputs`; reference: ``(batch, STYLE_DIM)``.
+        Output: ``(channel (batch, tracks, N_CHANNEL_PARAMS), master (batch, N_MASTER_PARAMS))``.
+    """
+
+    def __init__(self, config: ConditionerConfig = ConditionerConfig()):
+        super().__init__()
+        self.config = config
+        dim, hidden = config.embed_dim, config.hidden
+        self.reference_encoder = mlp([2 * STYLE_DIM, hidden, hidden])
+        self.channel = mlp([hidden + N_CHANNEL_PARAMS + N_BANDS, hidden, hidden, N_CHANNEL_PARAMS])
+        self.master = mlp([hidden + N_MASTER_PARAMS, hidden, N_MASTER_PARAMS])
+        from mixdown.params import head_outputs
+
+        for name, level, count in (("channel_mask", "channel", N_CHANNEL_PARAMS),
+                                   ("master_mask", "master", N_MASTER_PARAMS)):
+            outputs = head_outputs(config.sample_rate, level)  # type: ignore[arg-type]
+            self.register_buffer(name, torch.tensor([o.tensor in CORRECTED and o.band is None for o in outputs],
+                                                    dtype=torch.float32), persistent=False)
+            assert len(outputs) == count
+        for last in (self.channel[-1], self.master[-1]):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.register_buffer("style_scale", _style_scale(), persistent=False)
+
+    def forward(self, inputs: ConditionerInputs, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, tracks, _ = inputs.tracks.shape
+        if reference.shape != (batch, STYLE_DIM):
+            raise ValueError(f"expected a reference style of shape ({batch}, {STYLE_DIM}), got {tuple(reference.shape)}")
+        ref = reference / self.style_scale
+        encoded = self.reference_encoder(torch.cat([ref, ref - inputs.base_style / self.style_scale], dim=-1))
+        per_track = torch.cat([encoded[:, None].expand(-1, tracks, -1), torch.sigmoid(inputs.channel_logits),
+                               inputs.shares], dim=-1)
+        channel = self.channel(per_track) * inputs.mask[..., None] * self.channel_mask
+        master = self.master(torch.cat([encoded, torch.sigmoid(inputs.master_logits)], dim=-1)) * self.master_mask
+        return channel, master
+
+
+def _style_scale() -> torch.Tensor:
+    """Per-dimension scale of the style vector (`mixdown.style.loss.STYLE_SCALES`), so inputs are O(1)."""
+    from mixdown.style.features import StyleFeatures
+    from mixdown.style.loss import STYLE_SCALES
+
+    sizes = {"spectrum_db": STYLE_DIM - 5 * N_BANDS, "balance_db": N_BANDS, "crest_db": N_BANDS,
+             "floor_db": N_BANDS, "width": N_BANDS, "side_balance": N_BANDS}
+    return torch.cat([torch.full((sizes[name],), STYLE_SCALES[name]) for name in StyleFeatures.__dataclass_fields__])
+
+
+def conditioner_inputs(base: Estimator, stems: torch.Tensor, mask: torch.Tensor, instruments: torch.Tensor,
+                       stereo: torch.Tensor) -> ConditionerInputs:
+    """Run the frozen estimator and render its mix (no gradients) to get `ConditionerInputs`.
+
+    Args:
+        base: the estimator (rate `ANALYSIS_RATE_HZ`).
+        stems: ``(batch, tracks, channels, samples)`` at the estimator's rate.
+        mask, stereo: ``(batch, tracks)`` bool; instruments ``(batch, tracks)`` long.
+    """
+    if base.config.sample_rate != ANALYSIS_RATE_HZ:
+        raise MixdownError(f"the style conditioner needs an estimator at {ANALYSIS_RATE_HZ} Hz, "
+                           f"not {base.config.sample_rate} Hz")
+    with torch.no_grad():
+        encoding = base.encoder(stems, mask, instruments)
+        tracks = stems.shape[1]
+        context = encoding.context[:, None].expand(-1, tracks, -1)
+        logits = base.channel_head(torch.cat([encoding.tracks, context], dim=-1))
+        master_logits = base.master_head(encoding.context)
+        params = base.to_console(torch.sigmoid(logits), torch.sigmoid(master_logits), mask)
+        panned, _ = channel_strips(stems, params, stereo & mask, ANALYSIS_RATE_HZ)  # (batch, tracks, 2, samples)
+        coarse, _ = _matrices(ANALYSIS_RATE_HZ, N_FFT)
+        spectra = spectrogram(panned.float())
+        power = (spectra.real ** 2 + spectra.imag ** 2).sum(dim=(2, -1))  # (batch, tracks, bins)
+        band = torch.einsum("kf,btf->btk", coarse.float(), power)
+        shares = band / band.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        dry = panned.sum(dim=1)
+        base_style = style_features(dry.float()).vector()
+    return ConditionerInputs(encoding.tracks.detach(), encoding.context.detach(), logits.detach(),
+                             master_logits.detach(), base_style, shares, mask)
+
+
+def conditioned_estimate(base: Estimator, conditioner: ReferenceConditioner | None, inputs: ConditionerInputs,
+                         reference: torch.Tensor | None) -> ParamEstimate:
+    """The settings: the estimator's, corrected by ``conditioner`` when a ``reference`` style is given."""
+    channel, master = inputs.channel_logits, inputs.master_logits
+    if conditioner is not None and reference is not None:
+        delta_channel, delta_master = conditioner(inputs, reference)
+        channel, master = channel + delta_channel, master + delta_master
+    normalized, master_normalized = torch.sigmoid(channel), torch.sigmoid(master)
+    return ParamEstimate(normalized, master_normalized, base.to_console(normalized, master_normalized, inputs.mask))
+
+
+def save_conditioner(model: ReferenceConditioner, path: str | os.PathLike, info: dict[str, Any] | None = None) -> Path:
+    """Write the conditioner as a plain checkpoint dict (the `mixdown.models` format), atomically."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise MixdownError(f"{path.parent}: folder for the weights does not exist")
+    data = {"format": 1, "model_name": MODEL_NAME, "config": config_to_dict(model.config),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "sample_rate": model.config.sample_rate, "info": info or {},
+            "versions": {"mixdown": str(mixdown.__version__), "torch": str(torch.__version__)}}
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    return path
+
+
+def load_conditioner(path: str | os.PathLike) -> ReferenceConditioner:
+    """Read a checkpoint written by `save_conditioner` (``weights_only=True``).
+
+    Raises:
+        MixdownError: missing, unreadable, of another model, or weights that do not fit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MixdownError(f"{path}: style conditioner weights not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        raise MixdownError(f"{path}: cannot read the weights ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(data, dict) or data.get("model_name") != MODEL_NAME:
+        raise MixdownError(f"{path}: not a {MODEL_NAME} checkpoint")
+    model = ReferenceConditioner(config_from_dict(ConditionerConfig, data["config"], f"{path}: config"))
+    try:
+        model.load_state_dict(data["state_dict"])
+    except RuntimeError as exc:
+        raise MixdownError(f"{path}: weights do not fit ({' '.join(str(exc).split())[:200]})") from None
+    return model.eval()

@@ -1,0 +1,293 @@
+"""Mixing like a reference (`mixdown.style`, the ``style`` method): features, model, descent, checks, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from mixdown.console import ConsoleTensors, render
+from mixdown.errors import AudioError
+from mixdown.multitrack import Multitrack
+from mixdown.params import ConsoleParams, default_channel
+from mixdown.style.features import ANALYSIS_RATE_HZ, STYLE_DIM, excerpt_features, style_features
+from mixdown.style.loss import style_distance
+from mixdown.style.optimise import (
+    OptimiseConfig,
+    SpectralChannels,
+    mix_excerpts,
+    optimise_style,
+    processed_channels,
+    spectral_style_energies,
+)
+from mixdown.style.reference import MIN_REFERENCE_S, check_style_reference, load_style_reference, reference_style
+
+RATE = ANALYSIS_RATE_HZ
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def noise(seconds: float, seed: int, low_hz: float | None = None, high_hz: float | None = None) -> np.ndarray:
+    """Band-limited white noise ``(samples,)`` float64 at `RATE`, with a slow random envelope (some dynamics)."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * RATE)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1.0 / RATE)
+    spectrum[(freqs < (low_hz or 0.0)) | (freqs > (high_hz or RATE))] = 0.0
+    x = np.fft.irfft(spectrum, n)
+    envelope = 0.5 + 0.5 * np.abs(np.sin(np.arange(n) / RATE * (2 + seed) * np.pi))
+    return 0.1 * x / x.std() * envelope
+
+
+# --------------------------------------------------------------------------- features
+
+
+def test_features_known_signals() -> None:
+    x = torch.from_numpy(noise(2.0, 0))[None]
+    side, mono, left = torch.stack([x, -x], 1), torch.stack([x, x], 1), torch.stack([x, 0 * x], 1)
+    f = style_features(torch.cat([side, mono, left, 5.0 * mono]))
+    assert torch.allclose(f.width[0], torch.ones(8, dtype=torch.float64))  # pure side: widest
+    assert torch.allclose(f.width[1], torch.zeros(8, dtype=torch.float64), atol=1e-12)  # mono: no width
+    assert torch.allclose(f.width[2], torch.full((8,), 0.5, dtype=torch.float64))  # one side: uncorrelated-wide
+    assert torch.allclose(f.side_balance[2], torch.ones(8, dtype=torch.float64))  # hard left
+    assert torch.allclose(f.side_balance[0], torch.zeros(8, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(f.vector()[3], f.vector()[1], atol=1e-9)  # loudness-independent
+    assert f.vector().shape == (4, STYLE_DIM)
+    # the balance is relative to the total: its powers sum to 1
+    assert torch.allclose((10.0 ** (f.balance_db / 10.0)).sum(-1), torch.ones(4, dtype=torch.float64), atol=1e-6)
+
+
+def test_features_low_band_and_dynamics() -> None:
+    low = torch.from_numpy(noise(2.0, 1, high_hz=100.0))
+    flat = torch.from_numpy(noise(2.0, 1))
+    f = style_features(torch.stack([torch.stack([low, low]), torch.stack([flat, flat])]))
+    assert int(f.balance_db[0].argmax()) == 0 and float(f.balance_db[0, 0]) > -0.5  # nearly all under 125 Hz
+    steady = torch.from_numpy(np.random.default_rng(3).standard_normal(2 * RATE))
+    gated = steady * (torch.arange(2 * RATE) % RATE < RATE // 10)  # 10 % duty: bursty
+    g = style_features(torch.stack([torch.stack([steady, steady]), torch.stack([gated, gated])]))
+    assert (g.crest_db[1] > g.crest_db[0] + 3.0).all()  # bursts have more crest
+    assert (g.floor_db[1] > g.floor_db[0] + 5.0).all()  # and deeper gaps (no reverb filling them)
+
+
+def test_features_shape_errors() -> None:
+    with pytest.raises(ValueError, match=r"\(batch, 2, samples\)"):
+        style_features(torch.zeros(1, 3, 4096))
+    with pytest.raises(ValueError, match="shorter"):
+        style_features(torch.zeros(1, 2, 100))
+
+
+def test_features_gradient_matches_finite_differences() -> None:
+    rng = np.random.default_rng(0)
+    mix = torch.from_numpy(np.stack([noise(0.5, 4), noise(0.5, 5)]))[None].requires_grad_()
+    direction = torch.from_numpy(rng.standard_normal(mix.shape)) * 1e-3
+    weights = torch.from_numpy(rng.standard_normal(STYLE_DIM))
+    value = lambda m: (style_features(m).vector()[0] * weights).sum()  # noqa: E731
+    (grad,) = torch.autograd.grad(value(mix), mix)
+    eps = 1e-3
+    with torch.no_grad():
+        numeric = (value(mix + eps * direction) - value(mix - eps * direction)) / (2 * eps)
+    assert float((grad * direction).sum()) == pytest.approx(float(numeric), rel=1e-4, abs=1e-7)
+
+
+def test_distance_zero_for_same_style_and_positive_otherwise() -> None:
+    x = torch.from_numpy(noise(2.0, 6))
+    a = style_features(torch.stack([x, 0.5 * x])[None])
+    b = style_features(torch.stack([x, x])[None])
+    assert float(style_distance(a, a)) == 0.0
+    assert float(style_distance(a, b)) > 0.1
+
+
+# --------------------------------------------------------------------------- the descent
+
+
+def three_stems(seconds: float = 4.0) -> Multitrack:
+    """Three mono stems in separate bands (so each one's level and pan shows in its band's style)."""
+    arrays = {"bass": noise(seconds, 10, 40.0, 200.0), "keys": noise(seconds, 11, 500.0, 1800.0),
+              "hats": noise(seconds, 12, 4500.0, 7500.0)}
+    return Multitrack.from_arrays({k: v[None].astype(np.float32) for k, v in arrays.items()}, RATE)
+
+
+def settings(multitrack: Multitrack, gains: list[float], pans: list[float]) -> ConsoleParams:
+    channels = [default_channel(n, c) for n, c in zip(multitrack.names, multitrack.instruments, strict=True)]
+    for ch, g, p in zip(channels, gains, pans, strict=True):
+        ch.gain_db, ch.pan = g, p
+    return ConsoleParams(channels=channels, sample_rate=RATE)
+
+
+def stem_excerpts(multitrack: Multitrack, excerpts: int = 2, seconds: float = 2.0) -> torch.Tensor:
+    n = round(seconds * RATE)
+    return torch.stack([torch.from_numpy(np.stack([multitrack.stem_audio(t)[:, k * n:(k + 1) * n]
+                                                   for t in range(multitrack.num_tracks)]))
+                        for k in range(excerpts)])
+
+
+def test_spectral_model_matches_rendering() -> None:
+    multitrack = three_stems()
+    params = settings(multitrack, [0.0, -4.0, 3.0], [-0.4, 0.2, 0.6])
+    params.channels[1].reverb_send_db = -6.0
+    start = ConsoleTensors.from_params([params])
+    stems = stem_excerpts(multitrack)
+    stereo = torch.zeros(3, dtype=torch.bool)
+    processed = processed_channels(stems, start)
+    args = (start.mute[0], start.gain_db[0].double(), start.pan[0].double(), start.reverb_send_db[0].double(),
+            start.reverb_decay_s[0].double(), float(start.reverb_predelay_ms[0]), float(start.reverb_return_db[0]))
+    exact = excerpt_features(mix_excerpts(processed, stereo, *args))
+    energies = spectral_style_energies(SpectralChannels.from_processed(processed, stereo), *args)
+    from mixdown.style.features import features_from_energies, pool_frames
+
+    fast = features_from_energies(pool_frames(energies, 2))
+    from mixdown.style.loss import style_terms
+
+    terms = {name: float(value) for name, value in style_terms(fast, exact).items()}
+    assert float(style_distance(fast, exact)) < 0.15, terms  # a small fraction of one audible step
+    assert terms["balance_db"] < 0.1 and terms["width"] < 0.1, terms  # under 0.3 dB and 0.01 of width
+
+
+def test_descent_matches_a_reference_rendered_from_the_same_stems() -> None:
+    """Known answer: levels within 1 dB (relative to their mean) and pans within 0.1 of the reference's."""
+    multitrack = three_stems()
+    true_gains, true_pans = [0.0, -6.0, 4.0], [-0.5, 0.3, 0.0]
+    reference_mix = render(multitrack, settings(multitrack, true_gains, true_pans))
+    style = reference_style(reference_mix, RATE)
+    start = ConsoleTensors.from_params([settings(multitrack, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])])
+    result, report = optimise_style(stem_excerpts(multitrack), torch.zeros(3, dtype=torch.bool), start, style,
+                                    OptimiseConfig(budget_s=40.0, max_steps=200, gain_step_db=0.5, pan_step=0.03,
+                                                   prior_weight=0.0))
+    assert report.distance < 0.5 * report.start_distance
+    gains = result.gain_db[0].numpy()
+    assert np.abs((gains - gains.mean()) - (np.array(true_gains) - np.mean(true_gains))).max() < 1.0
+    assert np.abs(result.pan[0].numpy() - np.array(true_pans)).max() < 0.1
+
+
+def test_descent_keeps_the_best_iterate_and_respects_zero_steps() -> None:
+    multitrack = three_stems(3.0)
+    style = reference_style(render(multitrack, settings(multitrack, [0.0, -6.0, 4.0], [-0.5, 0.3, 0.0])), RATE)
+    start = ConsoleTensors.from_params([settings(multitrack, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])])
+    stems = stem_excerpts(multitrack, 1)
+    same, report = optimise_style(stems, torch.zeros(3, dtype=torch.bool), start, style, OptimiseConfig(max_steps=0))
+    assert report.steps == 0 and torch.equal(same.gain_db, start.gain_db)
+    _, report = optimise_style(stems, torch.zeros(3, dtype=torch.bool), start, style, OptimiseConfig(max_steps=5))
+    assert report.distance == min(report.history) <= report.start_distance
+
+
+# --------------------------------------------------------------------------- references
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: np.zeros((2, 4 * RATE), np.float32), "silent"),
+    (lambda: np.repeat(noise(4.0, 1)[None], 2, 0), "identical"),
+    (lambda: noise(4.0, 1)[None], "mono"),
+    (lambda: np.stack([noise(0.5, 1), noise(0.5, 2)]), "0.50 s long"),
+    (lambda: np.stack([noise(4.0, 1), np.full(4 * RATE, np.nan)]), "NaN"),
+])
+def test_bad_reference_arrays_are_refused(make, message) -> None:
+    with pytest.raises(AudioError, match=message):
+        check_style_reference(make(), RATE)
+
+
+def test_reference_at_another_rate_and_length_is_analysed(tmp_path: Path) -> None:
+    audio = np.stack([noise(5.0, 1), noise(5.0, 2)]).astype(np.float32)
+    sf.write(tmp_path / "ref.wav", audio.T, RATE)
+    loaded = load_style_reference(tmp_path / "ref.wav", 44100)
+    assert loaded.shape == (2, 5 * 44100)
+    a, b = reference_style(audio, RATE), reference_style(loaded, 44100)
+    assert float(style_distance(a, b)) < 0.05
+
+
+# --------------------------------------------------------------------------- the method and the CLI
+
+
+@pytest.fixture(scope="module")
+def stems_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("song") / "stems"
+    folder.mkdir()
+    multitrack = three_stems(3.0)
+    for t, name in enumerate(multitrack.names):
+        sf.write(folder / f"{name}.wav", multitrack.stem_audio(t).T, RATE, subtype="FLOAT")
+    return folder
+
+
+def write_reference(path: Path, audio: np.ndarray, rate: int = RATE) -> Path:
+    sf.write(path, np.asarray(audio).T, rate)
+    return path
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("silent", "silent"), ("mono", "mono"), ("short", "0.50 s long"), ("corrupt", "ref.wav"),
+])
+def test_cli_bad_reference_one_line_no_output(stems_folder: Path, tmp_path: Path, capsys, kind, message) -> None:
+    from mixdown import cli
+
+    ref = tmp_path / "ref.wav"
+    if kind == "silent":
+        write_reference(ref, np.zeros((2, 4 * RATE), np.float32))
+    elif kind == "mono":
+        write_reference(ref, noise(4.0, 1)[None])
+    elif kind == "short":
+        write_reference(ref, np.stack([noise(0.5, 1), noise(0.5, 2)]))
+    else:
+        ref.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage" + bytes(64))
+    out = tmp_path / "mix.wav"
+    assert cli.main(["mix", str(stems_folder), "-o", str(out), "--reference", str(ref)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+    assert not out.exists() and not (tmp_path / "mix.params.json").exists()
+
+
+def test_cli_refuses_reference_for_a_method_without_one(stems_folder: Path, tmp_path: Path, capsys) -> None:
+    from mixdown import cli
+
+    ref = write_reference(tmp_path / "ref.wav", np.stack([noise(4.0, 1), noise(4.0, 2)]))
+    assert cli.main(["mix", str(stems_folder), "-o", str(tmp_path / "m.wav"), "--method", "rules",
+                     "--reference", str(ref)]) == 2
+    assert "cannot mix like a reference" in capsys.readouterr().err
+
+
+def test_conditioner_starts_as_the_estimator_and_round_trips(tmp_path: Path) -> None:
+    from mixdown.mixers.estimator import EstimatorMixer
+    from mixdown.style.conditioned import (
+        ReferenceConditioner,
+        conditioned_estimate,
+        conditioner_inputs,
+        load_conditioner,
+        save_conditioner,
+    )
+
+    estimator = EstimatorMixer()
+    multitrack = three_stems(2.0)
+    stems, _ = estimator.analysis_batch(multitrack)
+    mask = torch.ones(stems.shape[:2], dtype=torch.bool)
+    instruments = torch.zeros(stems.shape[:2], dtype=torch.long)
+    inputs = conditioner_inputs(estimator.model, stems, mask, instruments, torch.zeros_like(mask))
+    reference = torch.randn(stems.shape[0], STYLE_DIM)
+    fresh = ReferenceConditioner()
+    with torch.no_grad():
+        plain = estimator.model.estimate(stems, mask, instruments)
+        conditioned = conditioned_estimate(estimator.model, fresh, inputs, reference)
+    assert torch.allclose(conditioned.normalized, plain.normalized, atol=1e-6)  # zero-initialised corrections
+    torch.nn.init.normal_(fresh.channel[-1].weight)
+    save_conditioner(fresh, tmp_path / "c.pt")
+    again = load_conditioner(tmp_path / "c.pt")
+    with torch.no_grad():
+        a = conditioned_estimate(estimator.model, fresh.eval(), inputs, reference).normalized
+        b = conditioned_estimate(estimator.model, again, inputs, reference).normalized
+    assert torch.equal(a, b) and not torch.allclose(a, plain.normalized)
+
+
+def test_style_method_with_and_without_reference() -> None:
+    from mixdown.api import mix
+    from mixdown.weights import shipped
+
+    if not shipped("estimator_reference.pt").is_file():
+        pytest.skip("the style conditioner is not trained (mixdown train configs/estimator_reference.yaml)")
+    multitrack = three_stems(4.0)
+    reference = render(multitrack, settings(multitrack, [0.0, -6.0, 4.0], [-0.5, 0.3, 0.0]))
+    plain = mix(multitrack, "style")
+    assert plain.params is not None and plain.info["reference"] is False
+    result = mix(multitrack, "style", reference=reference, mode="optimised", budget_s=3.0)
+    assert result.params is not None and result.params.method == "style"
+    assert result.info["style_distance"] <= result.info["style_distance_start"]
+    assert result.mix.shape == (2, multitrack.num_frames) and np.isfinite(result.mix).all()
