@@ -477,3 +477,44 @@ def test_run_all_runs_each_benchmark_and_collects_its_markdown(tmp_path):
     assert readme.index("## Fast benchmark") < readme.index("## Old results")  # files in name order, shifted
     assert "| 1 | 2 |" in readme and "\n# not a heading\n" in readme  # code blocks untouched
     assert (tmp_path / "logs" / "broken_eval.log").read_text().strip() == "boom"
+
+
+class ReferenceRecorder:
+    """A method that takes a reference: records what it was given, mixes mono."""
+
+    name = "recorder"
+    capabilities = mixers.Capabilities(takes_reference=True)
+    calls: list[tuple[int, np.ndarray | None]] = []
+
+    def run(self, multitrack, target=None, reference=None, progress=None):
+        ReferenceRecorder.calls.append((multitrack.num_frames, reference))
+        return mixers.MethodOutput(mix=multitrack.to_array().sum(axis=0))
+
+
+def test_reference_segment_gives_the_first_half_and_scores_the_second(tmp_path, monkeypatch):
+    monkeypatch.setitem(mixers.METHODS, "recorder", mixers.MethodInfo(
+        f"{__name__}:ReferenceRecorder", ReferenceRecorder.capabilities, "records its reference"))
+    monkeypatch.setattr(ReferenceRecorder, "calls", [])
+    root = tmp_path / "long"
+    build_dataset(root, 1, SynthConfig(seed=5, sample_rate=SR, duration_s=7.0, min_stems=2, max_stems=2))
+    out = tmp_path / "out"
+    run_evaluation(EvalConfig(str(root), str(out), ("recorder", "mono"), reference_segment=True, seconds=2.0))
+    mix, _ = load_audio(root / "song_00000" / "mix.wav")
+    half = mix.shape[1] // 2
+    (frames, reference), = ReferenceRecorder.calls  # mono takes no reference and is not recorded
+    np.testing.assert_array_equal(reference, mix[:, :half])
+    start = half + (mix.shape[1] - half - frames) // 2  # the central 2 s of the second half
+    target, _ = load_audio(out / "listen" / "song_00000" / "target.wav")
+    assert frames == 2 * SR and start >= half
+    np.testing.assert_array_equal(target, mix[:, start:start + frames])
+    assert json.loads((out / "evaluation.json").read_text())["reference_segment"] is True
+    with pytest.raises(MixdownError, match="another evaluation \\(reference_segment differ"):
+        run_evaluation(EvalConfig(str(root), str(out), ("mono",), seconds=2.0))
+
+
+def test_reference_segment_too_short_for_a_style_is_one_error_naming_the_song(dataset, tmp_path, capsys):
+    code = cli.main(["evaluate", str(dataset), "--methods", "style", "--out", str(tmp_path / "o"),
+                     "--reference-segment", "--songs", "1"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code != 0 and len(lines) == 1  # 3-s songs: 1.5-s references
+    assert "song_00000, style: song_00000: the first half of its mix: the reference is 1.50 s long" in lines[0]

@@ -309,6 +309,27 @@ def test_reference_mix_for_ab(make_client):
     assert bad.status_code == 415 and "ref.wav: not an audio file" in bad.json()["detail"]
 
 
+def test_style_mixes_like_the_reference_sent_with_the_stems(make_client):
+    client = make_client()
+    wide = np.stack([_stem(21, seconds=4.0)[0], 0.3 * _stem(22, seconds=4.0)[0]])  # loud left, quiet right
+    reference = {"reference": ("ref.wav", _wav_bytes(wide), "audio/wav")}
+    response = client.post("/api/sessions", data={"method": "style"}, files=_files() + list(reference.items()))
+    state = _wait(client, response.json()["id"])
+    assert state["status"] == "ready" and state["reference"] is not None, state
+    styled = ConsoleParams.from_dict(state["params"])
+    plain = ConsoleParams.from_dict(_open(client, method="estimator")["params"])  # style without a reference
+    assert styled.method == "style"
+    assert [c.pan for c in styled.channels] != [c.pan for c in plain.channels]  # the reference moved the settings
+
+    bare = _open(client, method="mono")["id"]
+    refused = client.post(f"/api/sessions/{bare}/remix", json={"method": "style"})
+    assert refused.status_code == 400 and "style mixes like a reference mix: add one" in refused.json()["detail"]
+    mono = np.repeat(_stem(23, seconds=4.0), 2, axis=0)
+    client.put(f"/api/sessions/{bare}/reference", files={"reference": ("mono.wav", _wav_bytes(mono), "audio/wav")})
+    refused = client.post(f"/api/sessions/{bare}/remix", json={"method": "style"})
+    assert refused.status_code == 400 and "a mono mix" in refused.json()["detail"]
+
+
 def test_exports_from_the_studio(make_client):
     client = make_client()
     state = _open(client)

@@ -40,6 +40,12 @@ Methods (`available_methods`): every method of `mixdown.mixers.METHODS`, run thr
 With ``seconds`` every song is cut to its central excerpt of that length before it is
 mixed: methods analyse, and metrics compare, only the excerpt.
 
+With ``reference_segment`` (issue 14's evaluation of "mix like a reference") each song is
+split in two halves: the mix of the first half is the reference that methods taking one
+(``style``) mix like, and every method is evaluated on the second half (its central
+``seconds``), so the reference never overlaps what is scored; methods without a
+reference are scored on the same second half, so rows compare.
+
 Work is parallel over processes (``workers``), one task per song and method; each worker
 uses one torch / numba thread.
 """
@@ -119,6 +125,8 @@ class EvalConfig:
         figure_song: The song of the spectrum and panning figures and of the listening
             files; None takes the first one.
         reverse: Settings of the ``reverse`` method.
+        reference_segment: Pair every song with the first half of its own mix as the
+            reference and evaluate the second half (see the module docstring).
 
     Raises:
         MixdownError: On an empty or repeated method list, ``oracle`` among the methods
@@ -134,6 +142,7 @@ class EvalConfig:
     workers: int = 1
     figure_song: str | None = None
     reverse: ReverseConfig = field(default_factory=ReverseConfig)
+    reference_segment: bool = False
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -216,23 +225,55 @@ def excerpt(num_frames: int, sample_rate: int, seconds: float | None) -> slice:
     return slice(start, start + length)
 
 
-def load_song(song: Song, seconds: float | None = None) -> tuple[Multitrack, np.ndarray]:
-    """A song's stems and target mix, cut to its central excerpt.
+def song_window(song: Song, seconds: float | None, reference_segment: bool = False) -> slice:
+    """The frames of a song that are mixed and scored: its central ``seconds``, or with
+    ``reference_segment`` the central ``seconds`` of its second half (`reference_window`)."""
+    if not reference_segment:
+        return excerpt(song.num_frames, song.file_rate, seconds)
+    half = song.num_frames // 2
+    inner = excerpt(song.num_frames - half, song.file_rate, seconds)
+    return slice(half + inner.start, half + inner.stop)
+
+
+def reference_window(song: Song) -> slice:
+    """The frames of a song's mix used as its reference with ``reference_segment``: the first half."""
+    return slice(0, song.num_frames // 2)
+
+
+def load_song(song: Song, seconds: float | None = None,
+              reference_segment: bool = False) -> tuple[Multitrack, np.ndarray]:
+    """A song's stems and target mix, cut to `song_window`.
 
     Returns:
         ``(multitrack, target)``: the stems with the dataset's names and classes, and the
         float32 ``(2, samples)`` mix (a mono mix duplicated).
     """
-    window = excerpt(song.num_frames, song.file_rate, seconds)
+    window = song_window(song, seconds, reference_segment)
     arrays = {track.name: load_audio(track.path)[0][:, window] for track in song.stems}
     multitrack = Multitrack.from_arrays(arrays, song.file_rate, {t.name: t.instrument for t in song.stems})
-    return multitrack, load_target(song, seconds)
+    return multitrack, load_target(song, seconds, reference_segment)
 
 
-def load_target(song: Song, seconds: float | None = None) -> np.ndarray:
+def _stereo(audio: np.ndarray) -> np.ndarray:
+    return np.repeat(audio, 2, axis=0) if audio.shape[0] == 1 else audio
+
+
+def load_target(song: Song, seconds: float | None = None, reference_segment: bool = False) -> np.ndarray:
     """A song's target mix, float32 ``(2, samples)`` (a mono mix duplicated), cut as `load_song` cuts it."""
-    target = load_audio(song.mix)[0][:, excerpt(song.num_frames, song.file_rate, seconds)]
-    return np.repeat(target, 2, axis=0) if target.shape[0] == 1 else target
+    return _stereo(load_audio(song.mix)[0][:, song_window(song, seconds, reference_segment)])
+
+
+def load_reference_segment(song: Song) -> np.ndarray:
+    """The reference of a song with ``reference_segment``: float32 ``(2, samples)``, the first half of its mix.
+
+    Raises:
+        MixdownError: If that half cannot serve as a style reference (too short, silent,
+            mono), naming the song (`mixdown.style.reference.check_style_reference`).
+    """
+    from mixdown.style.reference import check_style_reference
+
+    audio = load_audio(song.mix)[0][:, reference_window(song)]
+    return check_style_reference(audio, song.file_rate, f"{song.name}: the first half of its mix")
 
 
 def song_seed(name: str) -> int:
@@ -258,7 +299,7 @@ class Mixdown:
 
 
 def mix_song(method: str, multitrack: Multitrack, target: np.ndarray, truth: ConsoleParams | None, seed: int,
-             reverse: ReverseConfig = ReverseConfig()) -> Mixdown:
+             reverse: ReverseConfig = ReverseConfig(), reference: np.ndarray | None = None) -> Mixdown:
     """Mix a multitrack with one method (see the module docstring for the methods).
 
     Args:
@@ -268,6 +309,7 @@ def mix_song(method: str, multitrack: Multitrack, target: np.ndarray, truth: Con
         truth: The true settings (the ``oracle`` renders them), or None.
         seed: Seed of stochastic mixers.
         reverse: Settings of ``reverse``.
+        reference: A song to mix like ``(2, samples)``, given to methods that take one.
 
     Raises:
         MixdownError: If the method fails, the oracle has no settings, or a method's audio
@@ -280,9 +322,10 @@ def mix_song(method: str, multitrack: Multitrack, target: np.ndarray, truth: Con
             raise MixdownError("the oracle needs the song's true settings (params.json)")
         began = time.perf_counter()
         return Mixdown(render(multitrack, truth), truth, 0.0, time.perf_counter() - began)
-    needs_target = METHODS[method].capabilities.needs_target
+    capabilities = METHODS[method].capabilities
     options = {"config": reverse} if "config" in METHODS[method].options else {}
-    result = mix(multitrack, method, target=target if needs_target else None, seed=seed, **options)
+    result = mix(multitrack, method, target=target if capabilities.needs_target else None,
+                 reference=reference if capabilities.takes_reference else None, seed=seed, **options)
     return Mixdown(result.mix, result.params, result.info["method_s"], result.info["render_s"])
 
 
@@ -308,13 +351,17 @@ class _Task:
     reverse: ReverseConfig
     row: bool
     listen_dir: Path | None
+    reference_segment: bool = False
 
 
 def _run_task(task: _Task) -> Row | None:
     song, method = task.song, task.method
     try:
-        multitrack, target = load_song(song, task.seconds)
-        mixdown = mix_song(method, multitrack, target, song.params, song_seed(song.name), task.reverse)
+        multitrack, target = load_song(song, task.seconds, task.reference_segment)
+        reference = None
+        if task.reference_segment and method in METHODS and METHODS[method].capabilities.takes_reference:
+            reference = load_reference_segment(song)
+        mixdown = mix_song(method, multitrack, target, song.params, song_seed(song.name), task.reverse, reference)
         if task.listen_dir is not None:
             write_audio(task.listen_dir / f"{method}.wav", mixdown.mix, multitrack.sample_rate, subtype="FLOAT")
             if mixdown.params is not None:
@@ -381,7 +428,8 @@ def _check_run_file(out: Path, config: EvalConfig) -> None:
     run evaluates it; a run without ``reverse`` is not bound by them (its rows do not
     depend on them).
     """
-    wanted = json.loads(json.dumps({"dataset": str(Path(config.dataset).resolve()), "seconds": config.seconds}))
+    wanted = json.loads(json.dumps({"dataset": str(Path(config.dataset).resolve()), "seconds": config.seconds,
+                                    "reference_segment": config.reference_segment}))
     uses_reverse = "reverse" in config.methods
     reverse = json.loads(json.dumps(asdict(config.reverse)))
     path = out / RUN_FILE
@@ -393,6 +441,7 @@ def _check_run_file(out: Path, config: EvalConfig) -> None:
             raise MixdownError(f"{path}: cannot read the evaluation's settings ({exc})") from None
         if not isinstance(existing, dict):
             raise MixdownError(f"{path}: cannot read the evaluation's settings (not a JSON object)")
+        existing.setdefault("reference_segment", False)  # written before references existed
         differ = [k for k in wanted if existing.get(k) != wanted[k]]
         if uses_reverse and "reverse" in existing and existing["reverse"] != reverse:
             differ.append("reverse")
@@ -419,6 +468,9 @@ def _song_figures(listen_dir: Path, names: Sequence[str], song: str, plots_dir: 
 def _notes(config: EvalConfig, songs: Sequence[Song], methods: Sequence[str]) -> list[str]:
     split = f"{config.split} split" if config.split else "all songs"
     excerpt_text = f"central {config.seconds:g} s excerpts" if config.seconds else "whole songs"
+    if config.reference_segment:
+        excerpt_text = (f"the second half of each song ({excerpt_text} of it); methods that take a reference mix "
+                        "like the first half of the song's own mix")
     notes = [f"Dataset {config.dataset} ({split}): {len(songs)} songs, {excerpt_text}; methods "
              f"{', '.join(methods)}. Cells are the median [first quartile, third quartile] over songs; lower is "
              "better unless marked; the best median of a row (the oracle excepted) is in bold."]
@@ -504,11 +556,13 @@ def run_evaluation(config: EvalConfig, progress: ProgressCallback | None = None)
             reused += not need_row
             listen = listen_dir if song.name == figure_song and not (listen_dir / f"{method}.wav").exists() else None
             if need_row or listen is not None:
-                tasks.append(_Task(song, method, config.seconds, config.reverse, need_row, listen))
+                tasks.append(_Task(song, method, config.seconds, config.reverse, need_row, listen,
+                                   config.reference_segment))
     target_path = listen_dir / f"{TARGET_NAME}.wav"
     if not target_path.exists():
         song = songs[names.index(figure_song)]
-        write_audio(target_path, load_target(song, config.seconds), song.file_rate, subtype="FLOAT")
+        write_audio(target_path, load_target(song, config.seconds, config.reference_segment), song.file_rate,
+                    subtype="FLOAT")
     computed = _execute(tasks, config.workers, table, progress)
     wanted = set(names)
     rows = [row for row in table.rows if row["song"] in wanted and row["method"] in methods]

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--reverse-steps", type=int_in(0, 1_000_000), help="most descent steps of 'reverse' (default 300)")
     evaluate.add_argument("--reverse-budget", type=float_in(0.0, 7 * 24 * 3600.0, "s", above=True), metavar="SECONDS",
                           help="time limit of 'reverse' per song (default: none)")
+    evaluate.add_argument("--reference-segment", action="store_true",
+                          help="pair every song with the first half of its own mix as the reference (methods that "
+                               "take one, e.g. style, mix like it) and score every method on the second half")
     evaluate.add_argument("--force", action="store_true",
                           help="write into a non-empty folder evaluate did not write (its other files are kept); "
                                "in a folder it wrote, first remove what it wrote there before (no resuming)")
@@ -74,6 +77,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.folds is not None:
         from mixdown.evaluation.crossval import CVConfig, run_crossval
 
+        if args.reference_segment:
+            raise MixdownError("--reference-segment is not available with --folds; evaluate the songs without folds")
         if args.split != "all" or args.songs is not None:
             raise MixdownError("--folds uses every song of the dataset; leave out --split and --songs")
         cv = CVConfig(dataset=str(args.dataset), out=str(args.out), methods=methods, folds=args.folds,
@@ -87,7 +92,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     reverse = dataclasses.replace(ReverseConfig(), **{k: v for k, v in overrides.items() if v is not None})
     config = EvalConfig(dataset=str(args.dataset), out=str(args.out), methods=methods,
                         split=None if args.split == "all" else args.split, songs=args.songs, seconds=args.seconds,
-                        workers=args.workers, figure_song=args.song, reverse=reverse)
+                        workers=args.workers, figure_song=args.song, reverse=reverse,
+                        reference_segment=args.reference_segment)
 
     with folder, progress("evaluating (song x method tasks)", 1) as update:
         result = run_evaluation(config, update)

@@ -7,14 +7,16 @@ Routes (JSON unless said otherwise; errors are ``{"detail": "..."}`` with a 4xx 
 ``GET  /api/config``                        methods, classes, the parameter schema, limits
 ``GET  /api/folders``                       folders with audio under the allowed root
 ``GET  /api/sessions``                      sessions, newest first
-``POST /api/sessions``                      multipart: ``method`` and ``stems`` (files) or ``folder``
+``POST /api/sessions``                      multipart: ``method`` and ``stems`` (files) or ``folder``,
+                                            optional ``reference`` (a mix for A/B that ``style`` mixes like)
 ``GET  /api/sessions/{id}``                 the session: status/progress, or settings and meters
 ``DELETE /api/sessions/{id}``               forget it (uploaded files are removed)
 ``PUT  /api/sessions/{id}/params``          new settings (the params JSON): an undoable edit
 ``POST /api/sessions/{id}/undo``, ``/redo`` move through the edit history
 ``PUT  /api/sessions/{id}/solo``            ``{"names": [...]}`` soloed channels (monitoring only)
 ``POST /api/sessions/{id}/remix``           ``{"method": ...}`` new settings from a method
-``PUT  /api/sessions/{id}/reference``       multipart ``reference``: a reference mix for A/B
+``PUT  /api/sessions/{id}/reference``       multipart ``reference``: a reference mix for A/B (and for
+                                            re-mixing with ``style``)
 ``GET  /api/sessions/{id}/reference.wav``   it, as WAV
 ``GET  /api/sessions/{id}/mix.wav``         the mix; ``which=edited|model``, ``monitor=1`` applies
                                             solo, ``download=1`` names it as an attachment
@@ -135,17 +137,20 @@ def create_app(config: StudioConfig, allowed_hosts: list[str] | None = None) -> 
 
     @app.post("/api/sessions", status_code=201)
     async def create_session(request: Request) -> dict[str, Any]:
-        form = await request.form(max_files=config.max_stems + 1, max_fields=8, max_part_size=64 * 2**10)
+        form = await request.form(max_files=config.max_stems + 2, max_fields=8, max_part_size=64 * 2**10)
         method = str(form.get("method") or "rules")
         folder = form.get("folder")
         stems = [item for item in form.getlist("stems") if isinstance(item, UploadFile)]
+        reference = form.get("reference")
         if folder and stems:
             raise RequestError("give either stems or a folder, not both")
         if folder:
             record = await run_in_threadpool(studio.create_from_folder, method, str(folder))
         else:
             uploads = [Upload(item.filename or "stem", item.file, item.size or 0) for item in stems]
-            record = await run_in_threadpool(studio.create_from_uploads, method, uploads)
+            upload = (Upload(reference.filename or "reference", reference.file, reference.size or 0)
+                      if isinstance(reference, UploadFile) else None)
+            record = await run_in_threadpool(studio.create_from_uploads, method, uploads, upload)
         return await run_in_threadpool(studio.state, record.id)
 
     @app.get("/api/sessions/{session_id}")

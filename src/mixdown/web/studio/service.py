@@ -152,14 +152,17 @@ class Studio:
 
     # -- opening sessions -------------------------------------------------------------
 
-    def create_from_uploads(self, method: str, uploads: list[Upload]) -> SessionRecord:
-        """Check and store uploaded stems, then start mixing them in the background.
+    def create_from_uploads(self, method: str, uploads: list[Upload], reference: Upload | None = None) -> SessionRecord:
+        """Check and store uploaded stems (and a reference mix), then start mixing them in the background.
+
+        A method that takes a reference (``style``) mixes like ``reference`` from the start.
 
         Raises:
             RequestError: no stems, too many, a file too large (413), not WAV/FLAC/AIFF
                 audio (415), unusable names or two stems with the same name.
         """
         _check_method(method)
+        reference_audio = None if reference is None else self._read_reference(reference)
         projects = [u for u in uploads if Path(u.filename or "").suffix.lower() in PROJECT_SUFFIXES]
         uploads = [u for u in uploads if u not in projects]
         if len(projects) > 1:
@@ -203,6 +206,8 @@ class Studio:
         if projects:
             method = PROJECT_SUFFIXES[Path(projects[0].filename).suffix.lower()]
         record = self.store.create(session_id, method, "upload", final / "stems")
+        if reference_audio is not None:
+            self._store_reference(session_id, *reference_audio)
         self._start_job(session_id)
         return record
 
@@ -313,7 +318,7 @@ class Studio:
             self._progress[session_id] = (f"mixing ({record.method})", 0.0)
             project = self._project_file(session_id)
             if project is None:
-                params = propose(multitrack, record.method).params
+                params = propose(multitrack, record.method, reference=self._style_reference(record, multitrack)).params
             else:
                 params = project_params(project, multitrack)
             live = self._make_live(session_id, multitrack)
@@ -478,29 +483,55 @@ class Studio:
             current = self.store.params_at(session_id, record.cursor)
             live = self._get_live(record)
             multitrack = live.engine.multitrack.with_instruments({ch.name: ch.instrument for ch in current.channels})
-            params = propose(multitrack, method).params
+            params = propose(multitrack, method,
+                             reference=self._style_reference(replace(record, method=method),
+                                                             multitrack, required=True)).params
             self.store.push_edit(session_id, params, model=True)
             return self.state(session_id)
 
     def set_reference(self, session_id: str, upload: Upload) -> dict[str, Any]:
-        """Store a reference mix (converted to WAV) for A/B listening."""
+        """Store a reference mix (converted to WAV) for A/B listening and for methods that mix like one."""
         with self._lock(session_id):
             self._record(session_id)
-            if upload.size > self.config.max_file_bytes:
-                raise RequestError(f"{upload.filename}: {format_bytes(upload.size)}; the limit per file is "
-                                   f"{format_bytes(self.config.max_file_bytes)}", 413)
-            audio = probe_upload(upload.file, upload.filename)
-            target = self.store.reference_path(session_id)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            incoming = target.with_name(f".incoming{audio.extension}")
-            try:
-                with open(incoming, "wb") as out:
-                    shutil.copyfileobj(upload.file, out, 1 << 20)
-                signal, rate = load_audio(incoming)
-            finally:
-                incoming.unlink(missing_ok=True)
-            self._store_reference(session_id, signal, rate)
+            self._store_reference(session_id, *self._read_reference(upload))
             return self.state(session_id)
+
+    def _read_reference(self, upload: Upload) -> tuple[np.ndarray, int]:
+        """An uploaded reference mix decoded: ``(signal (channels, samples), rate)``; checked like a stem."""
+        if upload.size > self.config.max_file_bytes:
+            raise RequestError(f"{upload.filename}: {format_bytes(upload.size)}; the limit per file is "
+                               f"{format_bytes(self.config.max_file_bytes)}", 413)
+        audio = probe_upload(upload.file, upload.filename)
+        incoming_dir = self.store.data_dir / "incoming"
+        incoming_dir.mkdir(parents=True, exist_ok=True)
+        incoming = incoming_dir / f".{self.store.new_id()}{audio.extension}"
+        try:
+            upload.file.seek(0)
+            with open(incoming, "wb") as out:
+                shutil.copyfileobj(upload.file, out, 1 << 20)
+            return load_audio(incoming)
+        finally:
+            incoming.unlink(missing_ok=True)
+
+    def _style_reference(self, record: SessionRecord, multitrack: Multitrack,
+                         required: bool = False) -> np.ndarray | None:
+        """The session's reference at the stems' rate, for a method that mixes like one; None for the others.
+
+        Raises:
+            RequestError: ``required`` and the method takes a reference the session does not have.
+            AudioError: the reference cannot serve as a style (mono, too short, silent).
+        """
+        info = METHODS.get(record.method)
+        if info is None or not info.capabilities.takes_reference:
+            return None
+        path = self.store.reference_path(record.id)
+        if not path.exists():
+            if required:
+                raise RequestError(f"{record.method} mixes like a reference mix: add one (Reference) first")
+            return None
+        from mixdown.style.reference import load_style_reference
+
+        return load_style_reference(path, multitrack.sample_rate)
 
     def _store_reference(self, session_id: str, signal: np.ndarray, rate: int) -> None:
         target = self.store.reference_path(session_id)

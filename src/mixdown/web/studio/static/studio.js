@@ -219,7 +219,9 @@ async function startSession() {
   form.append('method', $('#method').value);
   if (app.files.length) for (const file of app.files) form.append('stems', file, file.name);
   else form.append('folder', $('#folder').value);
+  // Sent with the stems, so that a method mixing like it (style) sees it from the start.
   const reference = $('#reference-file').files[0];
+  if (reference && app.files.length) form.append('reference', reference, reference.name);
   $('#start').disabled = true;
   const bar = $('#upload-progress');
   bar.hidden = false;
@@ -228,7 +230,7 @@ async function startSession() {
       bar.querySelector('.bar').style.width = `${Math.round(done * 100)}%`;
       bar.querySelector('.label').textContent = done < 1 ? `uploading ${Math.round(done * 100)}%` : 'checking…';
     });
-    if (reference) {
+    if (reference && !app.files.length) {
       const refForm = new FormData();
       refForm.append('reference', reference, reference.name);
       await api('PUT', `/api/sessions/${state.id}/reference`, refForm).catch((error) => toast(`reference: ${error.message}`));
