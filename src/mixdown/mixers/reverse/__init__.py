@@ -209,9 +209,13 @@ def estimator_start(multitrack: Multitrack, stems: torch.Tensor, reference: torc
     return replace(p, gain_db=p.gain_db + offset)
 
 
+@torch_threads(1)  # small-tensor algebra beside numba's parallel kernels (see `torch_threads`)
 def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = ReverseConfig(),
         progress: ProgressCallback | None = None) -> tuple[ConsoleParams, ReverseReport]:
-    """The whole fit (checks, stages 1 to 4): the settings and how it went (see `reverse_engineer`)."""
+    """The whole fit (checks, stages 1 to 4): the settings and how it went (see `reverse_engineer`).
+
+    Torch runs on one thread throughout; the numba kernels of the EQ and the compressors keep
+    numba's threads."""
     began = time.perf_counter()
     deadline = None if config.time_budget_s is None else began + config.time_budget_s
     reference = check_reference(multitrack, reference)
@@ -238,10 +242,9 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
                                   sample_rate)
 
     def refinement(p: ConsoleTensors, iterations: int):
-        with torch_threads(1):  # small-tensor algebra beside numba kernels
-            return refine(stems, ref, stereo, p, free_parameters(p, config, sample_rate),
-                          p.ratio[0] > COMPRESSOR_OFF_RATIO, excerpts, gain_mask, sample_rate, iterations,
-                          config.refine_prior_weight, config.seed, deadline, progress)
+        return refine(stems, ref, stereo, p, free_parameters(p, config, sample_rate),
+                      p.ratio[0] > COMPRESSOR_OFF_RATIO, excerpts, gain_mask, sample_rate, iterations,
+                      config.refine_prior_weight, config.seed, deadline, progress)
 
     if config.warm_start:
         candidate = estimator_start(multitrack, stems, ref, stereo, start, sample_rate)

@@ -14,10 +14,14 @@ waveform: its wet signal is noise that cannot be matched sample by sample
 it would double that noise.
 
 Each parameter lives in its range through a sigmoid (``spec.denormalize(sigmoid(t))``,
-as in `ConsoleFit`). The Jacobian is taken by forward differences, all of a channel's
-perturbations in one batched render of that channel's strip (a change of channel ``i``
-changes ``d_i`` only); the normal equations couple every channel, so channels whose
-stems overlap (an overhead and the drums it hears) are solved together. Levenberg-
+as in `ConsoleFit`). The Jacobian is taken by forward differences (a change of channel
+``i`` changes ``d_i`` only); a perturbation re-runs only the stages of the strip it
+changes (an EQ entry the EQ and the compressor, a compressor entry the compressor on the
+held EQ output, a fader or pan entry neither), and the perturbations of all channels of
+one width and stage run as one batch, as do the trial steps of all channels (the
+compiled filters run many signals side by side). The normal equations couple every
+channel, so channels whose stems overlap (an overhead and the drums it hears) are solved
+together. Levenberg-
 Marquardt (Marquardt's diagonal scaling; K. Madsen, H. B. Nielsen and O. Tingleff,
 "Methods for non-linear least squares problems", 2004) accepts only steps that lower the
 residual, so the returned settings are the best iterate.
@@ -32,6 +36,7 @@ sound, a tom the overhead microphones also hear.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -59,7 +64,7 @@ MAX_ROWS = 60_000
 _STEP = 1e-2  # forward-difference step, logit units
 _MAX_STEP = 1.0  # largest move of one logit in one iteration
 _TRIES = 8  # damping increases per iteration before giving up on it
-_MIN_GAIN = 0.005  # converged when two iterations lowered the residual by less than this share
+_MIN_GAIN = 0.01  # converged when an iteration lowered the residual by less than this share
 # Channels whose compared contribution is under this share (-60 dB) of the loudest are left alone;
 # it is pre-emphasised, which puts a bass some 25 dB under a hi-hat of the same loudness.
 _SILENT = 1e-3
@@ -118,6 +123,29 @@ def _values(spec: ParamSpec, theta: torch.Tensor) -> torch.Tensor:
     return spec.denormalize(torch.sigmoid(theta))
 
 
+def _stage(e: Entry) -> str:
+    """The first stage of a channel strip an entry changes: ``"eq"``, ``"compressor"`` or ``"gain"`` (fader, pan)."""
+    if e.spec.level == "band":
+        return "eq"
+    return "compressor" if e.spec.group == "compressor" else "gain"
+
+
+class Strip(NamedTuple):
+    """One channel strip at the refinement's current settings.
+
+    Attributes:
+        eq: its EQ's output on the gathered excerpts, float32 ``(1, width, length)`` (``width`` 1
+            for a mono stem).
+        samples: float32 ``(rows,)`` its compressor's output on the compared rows, pre-emphasised,
+            under the limiter's gain (before the fader and pan).
+        rows: float64 ``(rows,)`` its contribution to the compared rows (relative to the target's norm).
+    """
+
+    eq: torch.Tensor
+    samples: torch.Tensor
+    rows: torch.Tensor
+
+
 @dataclass
 class Refinement:
     """What `refine` returns.
@@ -129,8 +157,8 @@ class Refinement:
         jacobian_normal: ``J^T J`` at the last Jacobian (in logit units), for `identifiability`.
         levels: ``(tracks,)`` norm of each channel's compared contribution at the end.
         slopes: ``d value / d logit`` of each entry at the end.
-        converged: stopped because no step lowered the residual, or two iterations lowered
-            it by less than 0.5 %.
+        converged: stopped because no step lowered the residual, or an iteration lowered it
+            by less than 1 %.
     """
 
     settings: ConsoleTensors
@@ -188,6 +216,8 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
     flat_mask = segment_mask.reshape(-1).double()
     mask_now, mask_before = flat_mask[rows].float(), (emphasis * flat_mask[previous]).float()
     output_channel = (rows // length).long()
+    boundary = int((output_channel == 0).sum())
+    output_spans = (slice(0, boundary), slice(boundary, len(rows)))  # the rows are sorted: left first
     sample = rows % length
     # where each compared row reads its stem after EQ and compressor ((width, length) flattened), now and before
     reads = {w: ((output_channel if w == 2 else torch.zeros_like(output_channel)) * length + sample,
@@ -218,47 +248,114 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
                 values[e.field][0, e.track, e.band] = value
         return replace(start, **values)
 
-    def contributions(track: int, thetas: torch.Tensor) -> torch.Tensor:
-        """Rows of channel ``track``'s contribution ``(M, rows)`` for ``M`` settings of its entries ``(M, n)``."""
-        count = thetas.shape[0]
-        base = start.select_tracks(torch.tensor([track]))
-        fields = {name: getattr(base, name).expand(count, *getattr(base, name).shape[1:]).clone()
-                  for name in {fitted[k].field for k in by_track[track]} | {"gain_db"}}
-        for column, k in enumerate(by_track[track]):
-            e = fitted[k]
-            value = _values(e.spec, thetas[:, column]).to(fields[e.field].dtype)
-            if e.band is None:
-                fields[e.field][:, 0] = value
-            else:
-                fields[e.field][:, 0, e.band] = value
-        batched = {f.name: getattr(base, f.name).expand(count, *getattr(base, f.name).shape[1:])
-                   for f in dataclass_fields(base)}
-        return strip_rows(track, replace(base, **{**batched, **fields}))
+    def strip_settings(requests: list[tuple[int, torch.Tensor]]) -> ConsoleTensors:
+        """Channels alone under settings of their entries, ``(track, logits (M_i, n_i))`` per request,
+        stacked along the batch (batch ``sum M_i``, one track)."""
+        batches = []
+        for track, thetas in requests:
+            count = thetas.shape[0]
+            base = start.select_tracks(torch.tensor([track]))
+            values = {name: getattr(base, name).expand(count, *getattr(base, name).shape[1:]).clone()
+                      for name in {fitted[k].field for k in by_track[track]}}
+            for column, k in enumerate(by_track[track]):
+                e = fitted[k]
+                value = _values(e.spec, thetas[:, column]).to(values[e.field].dtype)
+                if e.band is None:
+                    values[e.field][:, 0] = value
+                else:
+                    values[e.field][:, 0, e.band] = value
+            batches.append({f.name: values.get(f.name, getattr(base, f.name).expand(
+                count, *getattr(base, f.name).shape[1:])) for f in dataclass_fields(base)})
+        return ConsoleTensors(**{name: torch.cat([b[name] for b in batches]) for name in batches[0]})
 
-    def strip_rows(track: int, c: ConsoleTensors) -> torch.Tensor:
-        """`mixdown.console.channel_strips` of one channel under ``M`` settings, on the compared rows only:
-        EQ and compressor on the stem, then the fader and pan gains and the limiter's gain on the rows
-        (the same functions, composed the same way; tested equal)."""
-        count = c.batch
-        first = lambda t: t[:, 0]  # noqa: E731
-        source = segment_stems[track, :width[track]].expand(count, width[track], length)
+    def equalised(owners: list[int], c: ConsoleTensors) -> torch.Tensor:
+        """The stems of channels ``owners`` (one per row, all of one width) through the EQ of ``c``'s rows:
+        ``(M, width, length)``."""
+        source = segment_stems[torch.tensor(owners), :width[owners[0]]]
         with torch.no_grad():
-            y, _ = parametric_eq(source, first(c.eq_type), first(c.eq_freq_hz), first(c.eq_gain_db), first(c.eq_q),
-                                 sample_rate)
-            y, _ = compressor(y, first(c.threshold_db), first(c.ratio), first(c.attack_ms), first(c.release_ms),
-                              first(c.knee_db), first(c.makeup_db), sample_rate)
-        gains = (pan_gains(first(c.pan), stereo[track].expand(count)) * db_to_amplitude(first(c.gain_db))[:, None]
-                 * (~first(c.mute))[:, None]).double()  # (count, 2)
-        now, before = reads[width[track]]
-        flat = y.reshape(count, -1)
-        return (gains[:, output_channel] * (mask_now * flat[:, now] - mask_before * flat[:, before]).double()) / scale
+            return parametric_eq(source, c.eq_type[:, 0], c.eq_freq_hz[:, 0], c.eq_gain_db[:, 0], c.eq_q[:, 0],
+                                 sample_rate)[0]
+
+    def compared_samples(y: torch.Tensor) -> torch.Tensor:
+        """The pre-emphasised compared rows ``(M, rows)`` of strip outputs ``y`` ``(M, width, length)``, under
+        the limiter's gain, before the fader and pan."""
+        now, before = reads[y.shape[1]]
+        flat = y.reshape(y.shape[0], -1)
+        return flat[:, now].mul_(mask_now).sub_(flat[:, before].mul_(mask_before))
+
+    def compressed_samples(c: ConsoleTensors, y: torch.Tensor) -> torch.Tensor:
+        """`compared_samples` of ``y`` ``(M, width, length)`` through the compressor of each of ``c``'s rows
+        (only rows with one on run it)."""
+        samples = compared_samples(y)
+        active = torch.nonzero((c.ratio[:, 0] != 1.0) | (c.makeup_db[:, 0] != 0.0)).flatten()
+        if len(active):
+            with torch.no_grad():
+                samples[active] = compared_samples(compressor(
+                    y[active], c.threshold_db[active, 0], c.ratio[active, 0], c.attack_ms[active, 0],
+                    c.release_ms[active, 0], c.knee_db[active, 0], c.makeup_db[active, 0], sample_rate)[0])
+        return samples
+
+    def strip_rows(owners: list[int], c: ConsoleTensors, samples: torch.Tensor) -> torch.Tensor:
+        """Contributions ``(M, rows)`` of channels ``owners`` from their `compared_samples` under ``c``'s fader
+        and pan gains: `mixdown.console.channel_strips` composed the same way, on the compared rows only
+        (tested equal)."""
+        gains = (pan_gains(c.pan[:, 0], stereo[torch.tensor(owners)]) * db_to_amplitude(c.gain_db[:, 0])[:, None]
+                 * (~c.mute[:, 0])[:, None]).double() / scale  # (M, 2)
+        out = samples.to(torch.float64, copy=True)
+        for channel, span in enumerate(output_spans):
+            out[:, span].mul_(gains[:, channel, None])
+        return out
+
+    def render(theta: torch.Tensor, which: list[int]) -> dict[int, Strip]:
+        """The strips of channels ``which`` at logits ``theta``, the channels of each width in one batch."""
+        out = {}
+        for w in (1, 2):
+            owners = [t for t in which if width[t] == w]
+            if not owners:
+                continue
+            c = strip_settings([(t, theta[by_track[t]][None]) for t in owners])
+            eq = equalised(owners, c)
+            samples = compressed_samples(c, eq)
+            contribution = strip_rows(owners, c, samples)
+            out.update({t: Strip(eq[i:i + 1], samples[i], contribution[i]) for i, t in enumerate(owners)})
+        return out
+
+    def jacobian(theta: torch.Tensor, columns: torch.Tensor) -> None:
+        """Forward-difference Jacobian of the heard channels' contributions, transposed, into ``columns``
+        ``(entries, rows)`` (the rows of the others are left as they are).
+
+        A perturbation re-runs only the stages it changes: an EQ entry the EQ and the compressor, a
+        compressor entry the compressor on the current EQ output, a fader or pan entry neither (the
+        compared rows are linear in the fader and pan gains); the perturbations of all channels of one
+        width and stage run as one batch.
+        """
+        for w, stage in itertools.product((1, 2), ("eq", "compressor", "gain")):
+            requests, owners, keys = [], [], []
+            for t in range(tracks):
+                members = [m for m, k in enumerate(by_track[t]) if _stage(fitted[k]) == stage]
+                if width[t] != w or not bool(heard[t]) or not members:
+                    continue
+                index = by_track[t]
+                requests.append((t, theta[index][None] + _STEP * torch.eye(len(index), dtype=torch.float64)[members]))
+                owners += [t] * len(members)
+                keys += [index[m] for m in members]
+            if not requests:
+                continue
+            c = strip_settings(requests)
+            if stage == "eq":
+                samples = compressed_samples(c, equalised(owners, c))
+            elif stage == "compressor":
+                samples = compressed_samples(c, torch.cat([strips[t].eq for t in owners]))
+            else:
+                samples = torch.stack([strips[t].samples for t in owners])
+            columns[keys] = (strip_rows(owners, c, samples) - parts[owners]) / _STEP
 
     def prior(theta: torch.Tensor) -> torch.Tensor:
         return torch.stack([prior_scale * _values(fitted[k].spec, theta[k]) for k in prior_index]) \
             if prior_index else torch.zeros(0, dtype=torch.float64)
 
-    parts = torch.stack([contributions(t, theta[by_track[t]][None])[0] if by_track[t] else
-                         contributions(t, torch.zeros(1, 0, dtype=torch.float64))[0] for t in range(tracks)])
+    strips = render(theta, list(range(tracks)))
+    parts = torch.stack([strips[t].rows for t in range(tracks)])
     # A channel (nearly) silent in the excerpts tells nothing: its settings stay where they are
     # (its columns would be noise, and the steps they drive unbounded).
     heard = parts.norm(dim=-1) > _SILENT * float(parts.norm(dim=-1).max())
@@ -269,23 +366,18 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
     damping = 1e-2
     normal = None
     converged = False
+    columns = torch.zeros(len(fitted), len(rows), dtype=torch.float64)  # the Jacobian, transposed
     for iteration in range(iterations):
         if (deadline is not None and time.perf_counter() >= deadline) or not bool(moving.any()):
             break
-        columns = torch.zeros(len(rows), len(fitted), dtype=torch.float64)
-        for t in range(tracks):
-            if not by_track[t] or not bool(heard[t]):
-                continue
-            index = by_track[t]
-            perturbed = theta[index][None] + _STEP * torch.eye(len(index), dtype=torch.float64)
-            columns[:, index] = ((contributions(t, perturbed) - parts[t][None]) / _STEP).T
+        jacobian(theta, columns)
         prior_jacobian = torch.zeros(len(prior_index), len(fitted), dtype=torch.float64)
         for row, k in enumerate(prior_index):
             e = fitted[k]
             prior_jacobian[row, k] = prior_scale * float(
                 (_values(e.spec, theta[k] + 1e-6) - _values(e.spec, theta[k] - 1e-6)) / 2e-6)
-        normal = columns.T @ columns + prior_jacobian.T @ prior_jacobian
-        gradient = columns.T @ residual - prior_jacobian.T @ prior(theta)
+        normal = columns @ columns.T + prior_jacobian.T @ prior_jacobian
+        gradient = columns @ residual - prior_jacobian.T @ prior(theta)
         diagonal = torch.diag(normal.diagonal().clamp_min(1e-12))
         improved = False
         for _ in range(_TRIES):
@@ -294,14 +386,13 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
             system = (normal + damping * diagonal)[free][:, free]
             step[free] = torch.linalg.solve(system, gradient[free]).clamp(-_MAX_STEP, _MAX_STEP)
             trial = theta + step
-            trial_parts = parts.clone()
-            for t in range(tracks):
-                if by_track[t] and bool((step[by_track[t]] != 0).any()):
-                    trial_parts[t] = contributions(t, trial[by_track[t]][None])[0]
+            trial_strips = {**strips, **render(trial, [t for t in range(tracks)
+                                                      if by_track[t] and bool((step[by_track[t]] != 0).any())])}
+            trial_parts = torch.stack([trial_strips[t].rows for t in range(tracks)])
             trial_residual = target - trial_parts.sum(0)
             trial_cost = float(trial_residual.pow(2).sum() + prior(trial).pow(2).sum())
             if trial_cost < cost:
-                theta, parts, residual, cost = trial, trial_parts, trial_residual, trial_cost
+                theta, strips, parts, residual, cost = trial, trial_strips, trial_parts, trial_residual, trial_cost
                 damping = max(damping / 3.0, 1e-9)
                 improved = True
                 break
@@ -309,7 +400,7 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
         losses.append(cost)
         if progress is not None:
             progress(iteration + 1, iterations)
-        stalled = len(losses) > 2 and losses[-1] > (1.0 - _MIN_GAIN) * losses[-3]
+        stalled = len(losses) > 1 and losses[-1] > (1.0 - _MIN_GAIN) * losses[-2]
         if not improved or stalled:
             converged = True
             break

@@ -143,11 +143,15 @@ def fit_reverb(dry: torch.Tensor, residual: torch.Tensor, sample_rate: int) -> R
     # relative errors, but not below 30 dB under each band's mean level (the far tails' energy is
     # too small for the statistical model to be trusted there)
     weight = 1.0 / (level + 1e-3 * level.mean(-1, keepdim=True) + 1e-30).square()
-    weighted_target = (weight * target).reshape(-1)
     target_cost = float((weight * target.square()).sum())
     if target_cost <= 0.0:
         return fallback
-    dry_spectrum = torch.fft.rfft(dry_power, n=2 * frames)
+    # Frame-major rows of the (channel, band) energies: a pre-delay shifts whole rows, so the model
+    # of every pre-delay is a view (tracks, frames - shift, 2 * bands) of one buffer.
+    rows = lambda x: x.movedim(-1, -3).flatten(-2)  # noqa: E731  (..., 2, bands, frames) -> (..., frames, 2 * bands)
+    weight_rows, weighted_target = rows(weight), rows(weight * target)
+    dry_spectrum = torch.fft.rfft(rows(dry_power), n=2 * frames, dim=-2)
+    model, weighted = torch.empty(2, tracks, frames, 2 * BANDS, dtype=torch.float64)
     memo: dict[float, tuple[float, float, np.ndarray, np.ndarray]] = {}
 
     def evaluate(decay_s: float) -> tuple[float, float, np.ndarray, np.ndarray]:
@@ -155,22 +159,24 @@ def fit_reverb(dry: torch.Tensor, residual: torch.Tensor, sample_rate: int) -> R
         decay_s = round(decay_s, 3)  # the settings' precision: the response rendered is this one
         if decay_s in memo:
             return memo[decay_s]
-        envelope = _envelope(decay_s, sample_rate)[..., :frames]
-        smeared = torch.fft.irfft(dry_spectrum * torch.fft.rfft(envelope, n=2 * frames), n=2 * frames)[..., :frames]
+        envelope = rows(_envelope(decay_s, sample_rate)[..., :frames])
+        smeared = torch.fft.irfft(dry_spectrum * torch.fft.rfft(envelope, n=2 * frames, dim=-2), n=2 * frames,
+                                  dim=-2)[:, :frames]
         best = (math.inf, 0.0, np.zeros(tracks), np.zeros((tracks, tracks)))
         for predelay_ms in PREDELAYS_MS:
             shift = predelay_ms * sample_rate / 1000.0 / HOP
             whole = math.floor(shift)
             if whole >= frames:
                 break
-            fraction = shift - whole
-            model = torch.zeros_like(smeared)
-            model[..., whole:] += (1.0 - fraction) * smeared[..., :frames - whole]
-            if whole + 1 < frames:
-                model[..., whole + 1:] += fraction * smeared[..., :frames - whole - 1]
-            design = model.reshape(tracks, -1)
-            gram = ((design * weight.reshape(-1)) @ design.T).numpy()
-            rhs = (design @ weighted_target).numpy()
+            fraction, kept = shift - whole, frames - whole
+            # the model is 0 before the shift: only its rows from `whole` on enter the normal equations
+            tail = model[:, :kept]
+            torch.mul(smeared[:, :kept], 1.0 - fraction, out=tail)
+            tail[:, 1:].add_(smeared[:, :kept - 1], alpha=fraction)
+            torch.mul(tail, weight_rows[whole:], out=weighted[:, :kept])
+            design = tail.reshape(tracks, -1)
+            gram = (weighted[:, :kept].reshape(tracks, -1) @ design.T).numpy()
+            rhs = (design @ weighted_target[whole:].reshape(-1)).numpy()
             gram += np.eye(tracks) * (1e-12 * np.trace(gram) / tracks + 1e-300)
             squared = _nnls(gram, rhs)
             cost = target_cost - 2.0 * float(squared @ rhs) + float(squared @ gram @ squared)
