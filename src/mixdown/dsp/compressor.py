@@ -70,7 +70,9 @@ def _forward_kernel(level, threshold, ratio, knee, alpha_attack, alpha_release, 
 
 
 LANES = 8
-"""Rows whose ballistics one `_compress_kernel` task runs side by side (SIMD over rows)."""
+"""Rows whose ballistics one task runs side by side (SIMD over rows), in `_compress_kernel` and in
+the kernels built from `lane_groups`, `lane_state`, `lane_scratch` and `lane_gains`
+(`mixdown.mixers.reverse.dynamics`)."""
 
 _BLOCK = 1024  # samples per block of `_compress_kernel`
 _LN2 = math.log(2.0)
@@ -78,24 +80,18 @@ _SQRT2 = math.sqrt(2.0)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def _static_reduction_db(peak, mantissa_bits, exponent, threshold, slope, knee, out,
-                         count):  # pragma: no cover - compiled
-    """`_static_curve`'s gain reduction (dB) of ``count`` float32 peaks, without branches.
+def level_db(peak, mantissa_bits, exponent, out, count):  # pragma: no cover - compiled
+    """``out = 20 log10(peak)`` of ``count`` positive float32 peaks, without branches or library calls.
 
-    The level ``20 log10(peak)`` comes from the float's exponent and the series
-    ``log m = 2 atanh((m - 1) / (m + 1))`` on its mantissa ``m`` in [sqrt(1/2), sqrt(2))
-    (float64, 1e-9 relative: below float32 rounding); at or below the knee's start the
-    reduction is 0, so the level is floored there (silence included). The curve is
-    written as ``slope (u^2 / (2 knee) + max(over - knee / 2, 0))`` with
-    ``u = clamp(over + knee / 2, 0, knee)``, equal to the three-piece form.
+    From the float's exponent and the series ``log m = 2 atanh((m - 1) / (m + 1))`` on
+    its mantissa ``m`` in [sqrt(1/2), sqrt(2)) (float64, 1e-9 relative: below float32
+    rounding); a zero peak gives about -765 dB. mantissa_bits, exponent: int32 scratch.
     """
     bits = peak.view(np.int32)
     for n in range(count):
         mantissa_bits[n] = (bits[n] & 0x7FFFFF) | 0x3F800000
         exponent[n] = ((bits[n] >> 23) & 0xFF) - 127
     mantissa = mantissa_bits.view(np.float32)
-    half = 0.5 * knee
-    inv_twice_knee = 0.5 / knee if knee > 0.0 else 0.0
     for n in range(count):
         m = np.float64(mantissa[n])
         big = np.float64(m > _SQRT2)
@@ -104,7 +100,22 @@ def _static_reduction_db(peak, mantissa_bits, exponent, threshold, slope, knee, 
         s2 = s * s
         log = (np.float64(exponent[n]) + big) * _LN2 + 2.0 * s * (
             1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0)))))
-        over = max(_DB_PER_NEPER * log, threshold - half) - threshold
+        out[n] = _DB_PER_NEPER * log
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _static_reduction_db(level, threshold, slope, knee, out, count):  # pragma: no cover - compiled
+    """`_static_curve`'s gain reduction (dB) of ``count`` levels (dB), without branches.
+
+    At or below the knee's start the reduction is 0, so the level is floored there
+    (silence included). The curve is written as ``slope (u^2 / (2 knee) + max(over -
+    knee / 2, 0))`` with ``u = clamp(over + knee / 2, 0, knee)``, equal to the
+    three-piece form.
+    """
+    half = 0.5 * knee
+    inv_twice_knee = 0.5 / knee if knee > 0.0 else 0.0
+    for n in range(count):
+        over = max(level[n], threshold - half) - threshold
         u = min(over + half, knee)
         out[n] = slope * (u * u * inv_twice_knee + max(over - half, 0.0))
 
@@ -147,6 +158,59 @@ def _exp(z, bits, count):  # pragma: no cover - compiled
         z[n] *= scale[n]
 
 
+@numba.njit(cache=True, nogil=True)
+def lane_groups(rows, threads):  # pragma: no cover - compiled
+    """How rows are cut into tasks of up to `LANES`: ``(groups, width)``, at least one group per thread
+    while each keeps 4 rows or more; group ``g`` holds rows ``g * width`` up to ``(g + 1) * width``."""
+    groups = max(-(-rows // LANES), min(threads, -(-rows // 4)))
+    return groups, -(-rows // groups)
+
+
+@numba.njit(cache=True, nogil=True)
+def lane_state(first, lanes, alpha_attack, alpha_release, makeup, initial):  # pragma: no cover - compiled
+    """`_ballistics`' state ``w`` for rows ``first`` to ``first + lanes`` (settings ``(rows,)``)."""
+    w = np.zeros(4 * LANES)
+    for j in range(lanes):
+        w[j], w[LANES + j] = alpha_attack[first + j], alpha_release[first + j]
+        w[2 * LANES + j], w[3 * LANES + j] = makeup[first + j], initial[first + j]
+    return w
+
+
+@numba.njit(cache=True, nogil=True)
+def lane_scratch(block):  # pragma: no cover - compiled
+    """Scratch of one task for blocks of ``block`` samples: peak, mantissa bits, exponent, levels
+    (``LANES`` rows), gains (``LANES`` rows), the lane buffer and the exponential's bits."""
+    return (np.empty(block, np.float32), np.empty(block, np.int32), np.empty(block, np.int32),
+            np.empty(LANES * block), np.empty(LANES * block), np.empty(LANES * block), np.empty(block, np.int64))
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def lane_gains(level, stride, threshold, ratio, knee, first, lanes, w, gains, buf, bits,
+               count):  # pragma: no cover - compiled
+    """One block of the compressor gain of rows ``first`` to ``first + lanes``, in place.
+
+    level: the rows' levels (dB), row ``j``'s from ``j * stride`` on (stride 0: one level
+    for all); threshold, ratio, knee: ``(rows,)``; w: `lane_state`; gains: ``(LANES *
+    block,)``, row ``j``'s ``count`` linear gains from ``j * block`` on (``exp(makeup -
+    smoothed reduction)``, as the render applies them); buf: ``(LANES * block,)`` and
+    bits: ``(block,)`` scratch. The static curve (`_static_reduction_db`) and the gain
+    (`_exp`) run along the samples, the ballistics (`_ballistics`) across the rows.
+    """
+    block = bits.shape[0]
+    for j in range(lanes):
+        r = first + j
+        _static_reduction_db(level[j * stride:], threshold[r], 1.0 - 1.0 / ratio[r], knee[r], gains[j * block:],
+                             count)
+        for n in range(count):
+            buf[n * LANES + j] = gains[j * block + n]
+    _ballistics(buf, count, lanes, w)
+    for j in range(lanes):
+        gain = gains[j * block:(j + 1) * block]
+        for n in range(count):
+            gain[n] = buf[n * LANES + j]
+        _exp(gain, bits, count)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _compress_kernel(x, threshold, ratio, knee, alpha_attack, alpha_release, makeup, initial,
                      y, final, threads):  # pragma: no cover - compiled
@@ -154,12 +218,12 @@ def _compress_kernel(x, threshold, ratio, knee, alpha_attack, alpha_release, mak
     and the makeup-and-reduction gain. x, y: (rows, channels, samples); the rest (rows,);
     threads: numba's thread count.
 
-    Rows are cut into groups of up to `LANES`, one task each. Per block of `_BLOCK`
-    samples, each row's linked peaks go through the static curve
-    (`_static_reduction_db`), the group's rows through the ballistics side by side
-    (`_ballistics`, the one sequential part), and each row's gain (`_exp`) onto its
-    channels. Every pass but the ballistics runs along the samples and compiles to SIMD,
-    with log and exp as polynomials (no library calls). The exponent and the gain are
+    Rows are cut into groups of up to `LANES` (`lane_groups`), one task each. Per block
+    of `_BLOCK` samples, each row's linked peaks go to levels (`level_db`), the group's
+    rows through the static curve, the ballistics side by side (the one sequential part)
+    and the gain (`lane_gains`), and each row's gain onto its channels. Every pass but
+    the ballistics runs along the samples and compiles to SIMD, with log and exp as
+    polynomials (no library calls). The exponent and the gain are
     rounded to float32 where the differentiable path's torch ops on float32 audio round
     them, and the level is exact to 1e-9 (that path's float32 log to 6e-8), so the two
     agree to float rounding.
@@ -167,21 +231,12 @@ def _compress_kernel(x, threshold, ratio, knee, alpha_attack, alpha_release, mak
     rows, channels, samples = x.shape
     if rows == 0:
         return
-    groups = max(-(-rows // LANES), min(threads, -(-rows // 4)))
-    width = -(-rows // groups)
+    groups, width = lane_groups(rows, threads)
     for g in numba.prange(groups):
         first = g * width
         lanes = min(width, rows - first)
-        w = np.zeros(4 * LANES)
-        for j in range(lanes):
-            w[j], w[LANES + j] = alpha_attack[first + j], alpha_release[first + j]
-            w[2 * LANES + j], w[3 * LANES + j] = makeup[first + j], initial[first + j]
-        peak = np.empty(_BLOCK, np.float32)
-        mantissa_bits = np.empty(_BLOCK, np.int32)
-        exponent = np.empty(_BLOCK, np.int32)
-        reduction = np.empty(LANES * _BLOCK)
-        buf = np.empty(LANES * _BLOCK)
-        bits = np.empty(_BLOCK, np.int64)
+        w = lane_state(first, lanes, alpha_attack, alpha_release, makeup, initial)
+        peak, mantissa_bits, exponent, level, gains, buf, bits = lane_scratch(_BLOCK)
         for start in range(0, samples, _BLOCK):
             count = min(_BLOCK, samples - start)
             for j in range(lanes):
@@ -193,17 +248,11 @@ def _compress_kernel(x, threshold, ratio, knee, alpha_attack, alpha_release, mak
                     src = x[r, c, start:start + count]
                     for n in range(count):
                         peak[n] = max(peak[n], abs(src[n]))
-                _static_reduction_db(peak, mantissa_bits, exponent, threshold[r], 1.0 - 1.0 / ratio[r], knee[r],
-                                     reduction[j * _BLOCK:], count)
-                for n in range(count):
-                    buf[n * LANES + j] = reduction[j * _BLOCK + n]
-            _ballistics(buf, count, lanes, w)
+                level_db(peak, mantissa_bits, exponent, level[j * _BLOCK:], count)
+            lane_gains(level, _BLOCK, threshold, ratio, knee, first, lanes, w, gains, buf, bits, count)
             for j in range(lanes):
                 r = first + j
-                gain = reduction[j * _BLOCK:(j + 1) * _BLOCK]
-                for n in range(count):
-                    gain[n] = buf[n * LANES + j]
-                _exp(gain, bits, count)
+                gain = gains[j * _BLOCK:]
                 for c in range(channels):
                     src = x[r, c, start:start + count]
                     dst = y[r, c, start:start + count]

@@ -83,6 +83,7 @@ import numpy as np
 import torch
 
 from mixdown.console import ConsoleTensors
+from mixdown.dsp.loudness import integrated_loudness
 from mixdown.errors import AudioError, MixdownError
 from mixdown.losses import StereoLoss
 from mixdown.mixers import Capabilities, MethodOutput
@@ -251,8 +252,10 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
         if candidate is not None and refinement(candidate, 0).losses[0] < refinement(start, 0).losses[0]:
             start, chosen = candidate, "estimator"
     start_params = fitted_params(start, multitrack, target_lufs, ceiling)
-    neutral_loss = matched_loss(loss, stems, ref, stereo, neutral_settings(start), sample_rate)
-    initial_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([start_params]), sample_rate)
+    ref_lufs = integrated_loudness(ref[None].double(), sample_rate)
+    neutral_loss = matched_loss(loss, stems, ref, stereo, neutral_settings(start), sample_rate, ref_lufs)
+    initial_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([start_params]), sample_rate,
+                                ref_lufs)
     least_squares_s = time.perf_counter() - began
     result = refinement(start, config.steps)
     fitted, reverb = result.settings, stage.reverb
@@ -261,7 +264,7 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
                            ceiling_value, sample_rate)
         fitted = with_reverb(fitted, reverb)
     params = fitted_params(fitted, multitrack, target_lufs, ceiling)
-    final_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]), sample_rate)
+    final_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]), sample_rate, ref_lufs)
     if not final_loss <= initial_loss:  # never worse than the start (NaN included)
         params, final_loss = start_params, initial_loss
     unidentifiable = dict(identifiability(result, multitrack.names))

@@ -207,7 +207,7 @@ def render_unnormalised(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Te
 
 
 def matched_loss(loss: StereoLoss, stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor,
-                 p: ConsoleTensors, sample_rate: int) -> float:
+                 p: ConsoleTensors, sample_rate: int, reference_lufs: torch.Tensor | None = None) -> float:
     """``loss`` of the whole render normalised to the reference's loudness (so level offsets do not count).
 
     Args:
@@ -217,8 +217,10 @@ def matched_loss(loss: StereoLoss, stems: torch.Tensor, reference: torch.Tensor,
         stereo: ``(tracks,)`` bool.
         p: batch-1 settings (their ``target_lufs`` is replaced).
         sample_rate: in Hz.
+        reference_lufs: ``(1,)`` the reference's integrated loudness, when already measured.
     """
-    loudness = integrated_loudness(reference[None].double(), sample_rate).float()
+    if reference_lufs is None:
+        reference_lufs = integrated_loudness(reference[None].double(), sample_rate)
     with torch.no_grad():
-        mix = render_tensor(stems[None], replace(p, target_lufs=loudness), stereo[None], sample_rate)
+        mix = render_tensor(stems[None], replace(p, target_lufs=reference_lufs.float()), stereo[None], sample_rate)
         return float(loss(mix, reference[None]))

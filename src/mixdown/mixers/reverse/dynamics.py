@@ -7,7 +7,8 @@ contribution in the mix, with its variance. `fit_compressor` then fits, per chan
 the compressor whose energy-weighted gain per frame (`compressor_frame_gains`, the
 console's own static curve and ballistics, `mixdown.dsp.compressor`) matches that
 measured gain track in dB up to a constant (the fader), by Levenberg-Marquardt from a
-few starting thresholds (multi-start), on the frames that carry information about it
+few starting thresholds (multi-start; the Jacobian, by forward differences, measured
+again only where the last step was taken), on the frames that carry information about it
 (`informative_segments`: where the channel sounds, each segment after a warm-up for the
 detector). The compressor is kept when it explains the gain track clearly better than a
 constant gain does (`COMPRESSOR_ON_RATIO`) with a plausible fader correction: on/off is
@@ -26,10 +27,11 @@ import numpy as np
 import torch
 
 from mixdown.dsp.compressor import (
-    LANES,
-    _ballistics,
-    _exp,
-    _static_reduction_db,
+    lane_gains,
+    lane_groups,
+    lane_scratch,
+    lane_state,
+    level_db,
     time_constant_coefficient,
 )
 from mixdown.mixers.reverse.eq_fit import logit
@@ -67,26 +69,20 @@ def _frame_gain_kernel(x, energy, threshold, ratio, knee, alpha_attack, alpha_re
     """Per frame, ``sum G_r(t) energy(t)`` of the compressor gain ``G_r`` of every settings row ``r`` on one signal.
 
     x: (channels, samples) float32, the compressor's input; energy: (samples,) weights;
-    settings (rows,); out: (rows, samples // FRAME). Rows run side by side in groups of
-    `LANES` with the passes of `mixdown.dsp.compressor`'s render kernel.
+    settings (rows,); out: (rows, samples // FRAME). Rows run side by side in groups of up
+    to `mixdown.dsp.compressor.LANES` with the passes of its render kernel (`lane_gains`);
+    the input's level, the same for every row, is taken once per frame and group.
     """
     channels, samples = x.shape
     rows = threshold.shape[0]
     frames = samples // FRAME
-    groups = max(-(-rows // LANES), min(threads, -(-rows // 4)))
-    width = -(-rows // groups)
+    zeros = np.zeros(rows)
+    groups, width = lane_groups(rows, threads)
     for g in numba.prange(groups):
         first = g * width
         lanes = min(width, rows - first)
-        w = np.zeros(4 * LANES)
-        for j in range(lanes):
-            w[j], w[LANES + j] = alpha_attack[first + j], alpha_release[first + j]
-        peak = np.empty(FRAME, np.float32)
-        mantissa_bits = np.empty(FRAME, np.int32)
-        exponent = np.empty(FRAME, np.int32)
-        reduction = np.empty(LANES * FRAME)
-        buf = np.empty(LANES * FRAME)
-        bits = np.empty(FRAME, np.int64)
+        w = lane_state(first, lanes, alpha_attack, alpha_release, zeros, zeros)
+        peak, mantissa_bits, exponent, level, gains, buf, bits = lane_scratch(FRAME)
         for f in range(frames):
             start = f * FRAME
             for n in range(FRAME):
@@ -94,21 +90,12 @@ def _frame_gain_kernel(x, energy, threshold, ratio, knee, alpha_attack, alpha_re
             for c in range(1, channels):
                 for n in range(FRAME):
                     peak[n] = max(peak[n], abs(x[c, start + n]))
+            level_db(peak, mantissa_bits, exponent, level, FRAME)
+            lane_gains(level, 0, threshold, ratio, knee, first, lanes, w, gains, buf, bits, FRAME)
             for j in range(lanes):
-                r = first + j
-                _static_reduction_db(peak, mantissa_bits, exponent, threshold[r], 1.0 - 1.0 / ratio[r], knee[r],
-                                     reduction[j * FRAME:], FRAME)
-                for n in range(FRAME):
-                    buf[n * LANES + j] = reduction[j * FRAME + n]
-            _ballistics(buf, FRAME, lanes, w)
-            for j in range(lanes):
-                gain = reduction[j * FRAME:(j + 1) * FRAME]
-                for n in range(FRAME):
-                    gain[n] = buf[n * LANES + j]
-                _exp(gain, bits, FRAME)
                 total = 0.0
                 for n in range(FRAME):
-                    total += gain[n] * energy[start + n]
+                    total += gains[j * FRAME + n] * energy[start + n]
                 out[first + j, f] = total
 
 
@@ -307,9 +294,13 @@ def fit_compressor(x: np.ndarray, tracks: GainTracks, index: int, sample_rate: i
     cost = residual.pow(2).sum(-1)
     damping = torch.full((count,), 1e-2, dtype=torch.float64)
     basis = _STEP * torch.eye(params, dtype=torch.float64)
+    jacobian = torch.empty(count, residual.shape[-1], params, dtype=torch.float64)
+    moved = torch.ones(count, dtype=torch.bool)  # starts whose Jacobian is out of date
     for _ in range(iterations):
-        both, _ = residuals(torch.cat([theta, (theta[:, None] + basis).reshape(-1, params)]))
-        jacobian = ((both[count:].reshape(count, params, -1) - both[:count, None]) / _STEP).mT
+        stale = moved.nonzero()[:, 0]
+        if len(stale):
+            perturbed, _ = residuals((theta[stale, None] + basis).reshape(-1, params))
+            jacobian[stale] = ((perturbed.reshape(len(stale), params, -1) - residual[stale, None]) / _STEP).mT
         normal = jacobian.mT @ jacobian
         scale = torch.diag_embed(normal.diagonal(dim1=-2, dim2=-1).clamp_min(1e-9))
         step = torch.linalg.solve(normal + damping[:, None, None] * scale,
@@ -323,6 +314,7 @@ def fit_compressor(x: np.ndarray, tracks: GainTracks, index: int, sample_rate: i
         offset = torch.where(better, trial_offset, offset)
         cost = torch.where(better, trial_cost, cost)
         damping = torch.where(better, damping / 3.0, damping * 4.0).clamp(1e-9, 1e9)
+        moved = better
     best = int(cost.argmin())
     settings = dict(zip(COMPRESSOR_PARAMS, _physical(theta[best], specs).tolist(), strict=True))
     on = (float(cost[best]) <= COMPRESSOR_ON_RATIO * cost_off and settings["ratio"] > 1.05
