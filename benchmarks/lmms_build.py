@@ -46,7 +46,7 @@ def _load() -> str:
 
 def _lmms_version() -> str:
     try:
-        out = subprocess.run(["lmms", "--version"], capture_output=True, text=True, timeout=60, check=False,
+        out = subprocess.run(["lmms", "--allowroot", "--version"], capture_output=True, text=True, timeout=60, check=False,
                              env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     except (OSError, subprocess.TimeoutExpired):
         return "not installed"
