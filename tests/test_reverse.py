@@ -370,6 +370,19 @@ def test_compressor_fit_finds_the_compressed_channel_and_leaves_the_others(band)
             assert fit.settings["threshold_db"] == pytest.approx(-26.0, abs=2.0)
 
 
+def test_compressor_fit_of_a_channel_never_heard_is_off():
+    """A long channel with no measurable frame (weight 0 throughout, e.g. muted in the mix): no segment, no
+    compressor, no crash (a real LMMS song hit this)."""
+    from mixdown.mixers.reverse.dynamics import FRAME, GainTracks, fit_compressor, informative_segments
+
+    frames = 60 * SR // FRAME
+    tracks = GainTracks(gain=torch.ones(1, frames, dtype=torch.float64),
+                        weight=torch.zeros(1, frames, dtype=torch.float64))
+    assert informative_segments(tracks.weight[0], SR) == []
+    fit = fit_compressor(np.zeros((1, frames * FRAME), dtype=np.float32), tracks, 0, SR, iterations=2)
+    assert not fit.on and fit.gain_db == 0.0
+
+
 def test_excerpts_find_a_channel_that_plays_once():
     """A stem that sounds in one short burst of a long window: the excerpts chosen by information hold it."""
     from mixdown.mixers.reverse.excerpts import compared, gather, informative_excerpts

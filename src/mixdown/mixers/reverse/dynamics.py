@@ -251,6 +251,10 @@ def fit_compressor(x: np.ndarray, tracks: GainTracks, index: int, sample_rate: i
     observed = 20.0 * torch.log10(tracks.gain[index].clamp_min(1e-6))
     weight = tracks.weight[index].clone()
     segments = informative_segments(weight, sample_rate)
+    specs = [SPECS[name] for name in COMPRESSOR_PARAMS]
+    neutral = {name: spec.default for name, spec in zip(COMPRESSOR_PARAMS, specs, strict=True)}
+    if not segments:  # no frame where the channel is heard in the mix: nothing to fit
+        return CompressorFit(False, neutral, 0.0, 0.0, 0.0)
     warmup = round(_WARMUP_S * sample_rate / FRAME)
     pieces, fit_weight, fit_observed = [], [], []
     for begin, end in segments:
@@ -263,8 +267,6 @@ def fit_compressor(x: np.ndarray, tracks: GainTracks, index: int, sample_rate: i
     signal = np.concatenate(pieces, axis=-1)
     weight, observed = torch.cat(fit_weight), torch.cat(fit_observed)
     total = float(weight.sum())
-    specs = [SPECS[name] for name in COMPRESSOR_PARAMS]
-    neutral = {name: spec.default for name, spec in zip(COMPRESSOR_PARAMS, specs, strict=True)}
     if not total > 0.0:
         return CompressorFit(False, neutral, 0.0, 0.0, 0.0)
     off_gain = float((weight * observed).sum()) / total
