@@ -40,6 +40,7 @@ from mixdown.mixers.reverse import (
 from mixdown.multitrack import Multitrack
 from mixdown.params import (
     SCHEMA,
+    SPECS,
     ChannelParams,
     CompressorParams,
     ConsoleParams,
@@ -233,6 +234,22 @@ def test_recovers_gain_and_pan_only_mix(band, target_lufs, steps):
     pan_error = np.abs(np.array([c.pan for c in estimate.channels]) - np.array([c.pan for c in truth.channels]))
     assert gain_error.max() < 0.5, gain_error
     assert pan_error.max() < 0.05, pan_error
+
+
+def test_stems_far_quieter_than_their_place_in_the_mix_get_faders_in_range(band):
+    """Stem files 40 dB under the level the mix gives them (as a real LMMS producer boosts quiet samples)
+    need faders over the schema's range: from the least-squares start and from the estimator's start (moved by
+    one common gain), without refinement, the settings are valid and the faders at the top. (The real song
+    that raised a range error took another path, a compressor's fader correction; `fader_in_range` guards
+    all three.)"""
+    truth = _gain_pan_params(band, None)
+    arrays = {name: 0.01 * band.stem_audio(i) for i, name in enumerate(band.names)}
+    stems = Multitrack.from_arrays(arrays, SR, dict(zip(band.names, band.instruments, strict=True)))
+    for warm_start in (False, True):
+        estimate = reverse_engineer(stems, render(band, truth), replace(FAST, steps=0, excerpt_s=1.0,
+                                                                        warm_start=warm_start))
+        estimate.validate()
+        assert max(c.gain_db for c in estimate.channels) == pytest.approx(SPECS["gain_db"].maximum, abs=0.5)
 
 
 def test_full_chain_lowers_the_loss_and_validates(band):

@@ -126,6 +126,7 @@ from mixdown.mixers.reverse.refine import identifiability, limiter_gain_mask, re
 from mixdown.mixers.reverse.reverb_fit import undetermined_sends
 from mixdown.mixers.reverse.start import (
     contributions,
+    fader_in_range,
     gain_offset_db,
     initial_settings,
     neutral_settings,
@@ -207,7 +208,7 @@ def estimator_start(multitrack: Multitrack, stems: torch.Tensor, reference: torc
                 reverb_predelay_ms=start.reverb_predelay_ms, reverb_return_db=start.reverb_return_db,
                 reverb_send_db=start.reverb_send_db)
     offset = gain_offset_db(contributions(stems, p, stereo, sample_rate).sum(0), reference)
-    return replace(p, gain_db=p.gain_db + offset)
+    return replace(p, gain_db=fader_in_range(p.gain_db + offset))
 
 
 @torch_threads(1)  # small-tensor algebra beside numba's parallel kernels (see `torch_threads`)

@@ -39,7 +39,7 @@ from mixdown.mixers.reverse.least_squares import (
 )
 from mixdown.mixers.reverse.refine import limiter_gain_mask
 from mixdown.mixers.reverse.reverb_fit import ReverbFit, fit_reverb
-from mixdown.params import STANDARD_EQ, CompressorParams, MasterParams
+from mixdown.params import SPECS, STANDARD_EQ, CompressorParams, MasterParams
 
 
 def contributions(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -109,7 +109,7 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
                               config.eq_polish_steps if config.fit_eq else 0)
     if not config.fit_eq:
         fit = replace(fit, eq_gain_db=torch.zeros_like(fit.eq_gain_db))
-    gain = torch.where(silent, 0.0, fit.gain_db)
+    gain = fader_in_range(torch.where(silent, 0.0, fit.gain_db))
     batch = lambda t: t[None].float()  # noqa: E731
     band_types = torch.tensor([BAND_TYPE_IDS[t] for t in STANDARD_EQ]).repeat(1, tracks, 1)
     if not config.fit_eq:
@@ -184,8 +184,14 @@ def compressors(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tens
             continue
         for name in COMPRESSOR_PARAMS:
             values[name][0, i] = fit.settings[name]
-        values["gain_db"][0, i] += fit.gain_db
+        values["gain_db"][0, i] = fader_in_range(values["gain_db"][0, i] + fit.gain_db)
     return replace(p, **values), fits
+
+
+def fader_in_range(gain_db: torch.Tensor) -> torch.Tensor:
+    """Faders clamped to the schema's range: a stem far quieter in its file than in the mix (a real
+    producer's +28 dB on a quiet sample) is fitted at the highest fader, its level shortfall left to the fit."""
+    return gain_db.clamp(SPECS["gain_db"].minimum, SPECS["gain_db"].maximum)
 
 
 def neutral_settings(p: ConsoleTensors) -> ConsoleTensors:
