@@ -240,8 +240,8 @@ def test_stems_far_quieter_than_their_place_in_the_mix_get_faders_in_range(band)
     """Stem files 40 dB under the level the mix gives them (as a real LMMS producer boosts quiet samples)
     need faders over the schema's range: from the least-squares start and from the estimator's start (moved by
     one common gain), without refinement, the settings are valid and the faders at the top. (The real song
-    that raised a range error took another path, a compressor's fader correction; `fader_in_range` guards
-    all three.)"""
+    that raised a range error went through a path this test does not reach; `fader_in_range` guards the
+    three places a fader is set.)"""
     truth = _gain_pan_params(band, None)
     arrays = {name: 0.01 * band.stem_audio(i) for i, name in enumerate(band.names)}
     stems = Multitrack.from_arrays(arrays, SR, dict(zip(band.names, band.instruments, strict=True)))
