@@ -346,8 +346,10 @@ def test_ab_switch_is_a_crossfade(chromium_browser, studio_url, tmp_path):
         # 44.1 kHz, a step of 0.073); under load it can straddle two.
         quantum_step = 2 * 128 / 44100 / 0.04
         assert all(s["a"] + s["b"] == pytest.approx(1.0, abs=quantum_step) for s in middle)
-        fade_ms = max(s["t"] for s in middle) - min(s["t"] for s in middle)
-        assert 10 < fade_ms < 100
+        # The poll (a 1-ms timer, throttled under load) sees the fade's end late, never early: a hard cut ends
+        # within a render quantum (3 ms) of the click, the 40-ms crossfade no sooner than 40 ms after it.
+        ended_ms = min(s["t"] for s in trace if s["a"] >= 0.999)
+        assert ended_ms >= 20
         assert "active" in page.get_attribute("[data-source=model]", "class")
         assert problems == []
     finally:
