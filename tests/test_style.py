@@ -23,7 +23,7 @@ from mixdown.style.optimise import (
     processed_channels,
     spectral_style_energies,
 )
-from mixdown.style.reference import MIN_REFERENCE_S, check_style_reference, load_style_reference, reference_style
+from mixdown.style.reference import check_style_reference, load_style_reference, reference_style
 
 RATE = ANALYSIS_RATE_HZ
 

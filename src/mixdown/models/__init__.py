@@ -96,18 +96,47 @@ def checkpoint_dict(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
+def write_checkpoint(data: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a plain checkpoint dict, atomically; returns the path written.
+
+    Raises:
+        MixdownError: If the folder does not exist.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise MixdownError(f"{path.parent}: folder for the weights does not exist")
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, what: str = "model weights") -> Any:
+    """The object in a checkpoint file, read with ``weights_only=True`` (no code is unpickled).
+
+    Args:
+        path: the file.
+        what: what it holds, for the messages.
+
+    Raises:
+        MixdownError: If the file is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MixdownError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        problem = " ".join(str(exc).split())[:200]
+        raise MixdownError(f"{path}: cannot read {what} ({problem})") from None
+
+
 def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     """Write ``model`` as a plain checkpoint dict, atomically.
 
     Returns:
         The path written.
     """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise MixdownError(f"{path.parent}: folder for the weights does not exist")
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint_dict(model), tmp)
-    return path
+    return write_checkpoint(checkpoint_dict(model), path)
 
 
 @dataclass(frozen=True)
@@ -152,15 +181,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         MixdownError: If the file is missing, unreadable, not such a checkpoint, or
             its weights do not fit its model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MixdownError(f"{path}: model weights not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or foreign files
-        problem = " ".join(str(exc).split())[:200]
-        raise MixdownError(f"{path}: cannot read model weights ({problem})") from None
-    return model_from_checkpoint(data, str(path))
+    return model_from_checkpoint(read_checkpoint(path), str(path))
 
 
 def load_model_as(name: str, path: str | os.PathLike) -> LoadedModel:

@@ -36,10 +36,10 @@ import torch
 from torch import nn
 
 import mixdown
-from mixdown.audio import atomic_path
 from mixdown.config import config_from_dict, config_to_dict
 from mixdown.console import channel_strips
 from mixdown.errors import MixdownError
+from mixdown.models import CHECKPOINT_FORMAT, read_checkpoint, write_checkpoint
 from mixdown.models.encoders import mlp
 from mixdown.models.estimator import N_CHANNEL_PARAMS, N_MASTER_PARAMS, Estimator, ParamEstimate
 from mixdown.style.features import (
@@ -111,7 +111,7 @@ class ReferenceConditioner(nn.Module):
     def __init__(self, config: ConditionerConfig = ConditionerConfig()):
         super().__init__()
         self.config = config
-        dim, hidden = config.embed_dim, config.hidden
+        hidden = config.hidden
         self.reference_encoder = mlp([2 * STYLE_DIM, hidden, hidden])
         self.channel = mlp([hidden + N_CHANNEL_PARAMS + N_BANDS, hidden, hidden, N_CHANNEL_PARAMS])
         self.master = mlp([hidden + N_MASTER_PARAMS, hidden, N_MASTER_PARAMS])
@@ -195,16 +195,11 @@ def conditioned_estimate(base: Estimator, conditioner: ReferenceConditioner | No
 
 def save_conditioner(model: ReferenceConditioner, path: str | os.PathLike, info: dict[str, Any] | None = None) -> Path:
     """Write the conditioner as a plain checkpoint dict (the `mixdown.models` format), atomically."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise MixdownError(f"{path.parent}: folder for the weights does not exist")
-    data = {"format": 1, "model_name": MODEL_NAME, "config": config_to_dict(model.config),
+    data = {"format": CHECKPOINT_FORMAT, "model_name": MODEL_NAME, "config": config_to_dict(model.config),
             "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "sample_rate": model.config.sample_rate, "info": info or {},
             "versions": {"mixdown": str(mixdown.__version__), "torch": str(torch.__version__)}}
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
-    return path
+    return write_checkpoint(data, path)
 
 
 def load_conditioner(path: str | os.PathLike) -> ReferenceConditioner:
@@ -213,13 +208,7 @@ def load_conditioner(path: str | os.PathLike) -> ReferenceConditioner:
     Raises:
         MixdownError: missing, unreadable, of another model, or weights that do not fit.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MixdownError(f"{path}: style conditioner weights not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise MixdownError(f"{path}: cannot read the weights ({' '.join(str(exc).split())[:200]})") from None
+    data = read_checkpoint(path, "style conditioner weights")
     if not isinstance(data, dict) or data.get("model_name") != MODEL_NAME:
         raise MixdownError(f"{path}: not a {MODEL_NAME} checkpoint")
     model = ReferenceConditioner(config_from_dict(ConditionerConfig, data["config"], f"{path}: config"))

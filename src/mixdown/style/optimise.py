@@ -42,7 +42,6 @@ from mixdown.style.features import (
     StyleFeatures,
     band_fraction_below,
     bands_from_power,
-    excerpt_features,
     features_from_energies,
     pool_frames,
     spectrogram,
