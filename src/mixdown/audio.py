@@ -498,6 +498,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             raise MixdownError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
+def as_stereo(audio: np.ndarray) -> np.ndarray:
+    """``(2, samples)``: a mono ``(1, samples)`` signal duplicated, a stereo one as it is."""
+    return np.repeat(audio, 2, axis=0) if audio.shape[0] == 1 else audio
+
+
 def peak_dbfs(audio: np.ndarray) -> float:
     """Sample peak in dBFS.
 

@@ -66,7 +66,7 @@ from pathlib import Path
 import numpy as np
 
 from mixdown.api import mix
-from mixdown.audio import atomic_write_text, load_audio, write_audio
+from mixdown.audio import as_stereo, atomic_write_text, load_audio, write_audio
 from mixdown.data.folder import find_songs
 from mixdown.data.songs import SPLITS, Song, open_songs, select_split
 from mixdown.errors import MixdownError
@@ -254,13 +254,9 @@ def load_song(song: Song, seconds: float | None = None,
     return multitrack, load_target(song, seconds, reference_segment)
 
 
-def _stereo(audio: np.ndarray) -> np.ndarray:
-    return np.repeat(audio, 2, axis=0) if audio.shape[0] == 1 else audio
-
-
 def load_target(song: Song, seconds: float | None = None, reference_segment: bool = False) -> np.ndarray:
     """A song's target mix, float32 ``(2, samples)`` (a mono mix duplicated), cut as `load_song` cuts it."""
-    return _stereo(load_audio(song.mix)[0][:, song_window(song, seconds, reference_segment)])
+    return as_stereo(load_audio(song.mix)[0][:, song_window(song, seconds, reference_segment)])
 
 
 def load_reference_segment(song: Song) -> np.ndarray:

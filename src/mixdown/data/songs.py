@@ -64,7 +64,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from mixdown.audio import probe_audio, resample, resampled_length
+from mixdown.audio import as_stereo, probe_audio, resample, resampled_length
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.errors import AudioError, MixdownError, ParamsError
 from mixdown.limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
@@ -642,7 +642,7 @@ class SongDataset(torch.utils.data.Dataset):
 
     def _read_mix(self, song: Song, offset: int) -> np.ndarray:
         mix = self._read(song, song.mix, offset)
-        return np.repeat(mix, 2, axis=0) if mix.shape[0] == 1 else mix
+        return as_stereo(mix)
 
     def _offsets(self, song_index: int) -> range:
         """Sequential offsets: hop-spaced, the last segment reaching the song's end."""

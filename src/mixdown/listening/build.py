@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixdown.audio import atomic_write_text, load_audio, write_audio
+from mixdown.audio import as_stereo, atomic_write_text, load_audio, write_audio
 from mixdown.errors import MixdownError
 from mixdown.listening.config import ConditionSource, ListeningTestConfig, SongConfig
 from mixdown.listening.manifest import AUDIO_DIR, MANIFEST_NAME, Manifest, Role, SongStimuli, atomic_dir
@@ -102,7 +102,7 @@ def load_conditions(song: SongConfig) -> tuple[dict[str, np.ndarray], int]:
         listed = ", ".join(f"{name} {n / rate:.3f} s ({n} samples)" for name, n in lengths.items())
         raise MixdownError(f"song {song.name!r}: conditions differ in length ({listed}); "
                            "they must be time-aligned renders of the same song")
-    stereo = {name: np.repeat(signal, 2, axis=0) if signal.shape[0] == 1 else signal
+    stereo = {name: as_stereo(signal)
               for name, signal in audio.items()}
     return {name: stereo[name] for name in song.conditions}, rate
 

@@ -270,10 +270,10 @@ def real_song_rows(song: Any, targets: str) -> tuple[np.ndarray, np.ndarray, np.
     if key not in _ROWS_CACHE:
         multitrack = _load(song)
         if targets == "heard":
-            from mixdown.audio import load_audio
+            from mixdown.audio import as_stereo, load_audio
 
             mix = load_audio(song.mix)[0]
-            settings = heard_settings(multitrack, np.repeat(mix, 2, axis=0) if mix.shape[0] == 1 else mix)
+            settings = heard_settings(multitrack, as_stereo(mix))
         else:
             settings = stated_settings(multitrack, song.params)
         _ROWS_CACHE[key] = song_rows(multitrack, *settings)
