@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 
 from mixdown.api import propose
-from mixdown.audio import SUPPORTED_EXTENSIONS, load_audio, write_audio
+from mixdown.audio import SUPPORTED_EXTENSIONS, as_stereo, load_audio, write_audio
 from mixdown.dsp.loudness import loudness_lufs
 from mixdown.dsp.true_peak import bs1770_bank, bs1770_oversampling
 from mixdown.errors import MixdownError, ParamsError
@@ -177,9 +177,7 @@ class Studio:
         names: dict[str, str] = {}
         checked = []
         for upload in uploads:
-            if upload.size > self.config.max_file_bytes:
-                raise RequestError(f"{upload.filename}: {format_bytes(upload.size)}; the limit per file is "
-                                   f"{format_bytes(self.config.max_file_bytes)}", 413)
+            self._check_size(upload)
             audio = probe_upload(upload.file, upload.filename)
             name = safe_stem_name(upload.filename)
             if name.lower() in names:
@@ -318,7 +316,8 @@ class Studio:
             self._progress[session_id] = (f"mixing ({record.method})", 0.0)
             project = self._project_file(session_id)
             if project is None:
-                params = propose(multitrack, record.method, reference=self._style_reference(record, multitrack)).params
+                reference = self._style_reference(record.method, session_id, multitrack)
+                params = propose(multitrack, record.method, reference=reference).params
             else:
                 params = project_params(project, multitrack)
             live = self._make_live(session_id, multitrack)
@@ -483,9 +482,8 @@ class Studio:
             current = self.store.params_at(session_id, record.cursor)
             live = self._get_live(record)
             multitrack = live.engine.multitrack.with_instruments({ch.name: ch.instrument for ch in current.channels})
-            params = propose(multitrack, method,
-                             reference=self._style_reference(replace(record, method=method),
-                                                             multitrack, required=True)).params
+            reference = self._style_reference(method, session_id, multitrack, required=True)
+            params = propose(multitrack, method, reference=reference).params
             self.store.push_edit(session_id, params, model=True)
             return self.state(session_id)
 
@@ -498,9 +496,7 @@ class Studio:
 
     def _read_reference(self, upload: Upload) -> tuple[np.ndarray, int]:
         """An uploaded reference mix decoded: ``(signal (channels, samples), rate)``; checked like a stem."""
-        if upload.size > self.config.max_file_bytes:
-            raise RequestError(f"{upload.filename}: {format_bytes(upload.size)}; the limit per file is "
-                               f"{format_bytes(self.config.max_file_bytes)}", 413)
+        self._check_size(upload)
         audio = probe_upload(upload.file, upload.filename)
         incoming_dir = self.store.data_dir / "incoming"
         incoming_dir.mkdir(parents=True, exist_ok=True)
@@ -513,7 +509,13 @@ class Studio:
         finally:
             incoming.unlink(missing_ok=True)
 
-    def _style_reference(self, record: SessionRecord, multitrack: Multitrack,
+    def _check_size(self, upload: Upload) -> None:
+        """Refuse (413) a file over the per-file limit."""
+        if upload.size > self.config.max_file_bytes:
+            raise RequestError(f"{upload.filename}: {format_bytes(upload.size)}; the limit per file is "
+                               f"{format_bytes(self.config.max_file_bytes)}", 413)
+
+    def _style_reference(self, method: str, session_id: str, multitrack: Multitrack,
                          required: bool = False) -> np.ndarray | None:
         """The session's reference at the stems' rate, for a method that mixes like one; None for the others.
 
@@ -521,13 +523,13 @@ class Studio:
             RequestError: ``required`` and the method takes a reference the session does not have.
             AudioError: the reference cannot serve as a style (mono, too short, silent).
         """
-        info = METHODS.get(record.method)
+        info = METHODS.get(method)
         if info is None or not info.capabilities.takes_reference:
             return None
-        path = self.store.reference_path(record.id)
+        path = self.store.reference_path(session_id)
         if not path.exists():
             if required:
-                raise RequestError(f"{record.method} mixes like a reference mix: add one (Reference) first")
+                raise RequestError(f"{method} mixes like a reference mix: add one (Reference) first")
             return None
         from mixdown.style.reference import load_style_reference
 
@@ -537,7 +539,7 @@ class Studio:
         target = self.store.reference_path(session_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_audio(target, signal, rate)
-        stereo = np.repeat(signal, 2, axis=0) if signal.shape[0] == 1 else signal
+        stereo = as_stereo(signal)
         self.store.set_reference_lufs(session_id, _finite(loudness_lufs(stereo, rate)))
 
     def delete(self, session_id: str) -> None:
