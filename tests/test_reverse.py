@@ -28,6 +28,7 @@ from mixdown.mixers.reverse import (
     ReverseMethod,
     fit,
     fit_standard_eq,
+    fitted_band_spec,
     fixed_reason,
     free_parameters,
     least_squares_filters,
@@ -41,6 +42,7 @@ from mixdown.multitrack import Multitrack
 from mixdown.params import (
     SCHEMA,
     SPECS,
+    STANDARD_EQ,
     ChannelParams,
     CompressorParams,
     ConsoleParams,
@@ -163,6 +165,25 @@ def test_eq_curve_fit_recovers_a_known_strip():
     assert float(fit.gain_db[0]) == pytest.approx(-7.0, abs=0.5)
     assert float(fit.freq_hz[0, 2]) == pytest.approx(1500.0, rel=0.1)
     assert float(fit.eq_gain_db[0, 2]) == pytest.approx(6.0, abs=0.75)
+
+
+def test_eq_curve_fit_on_a_band_limited_stem_keeps_the_level_in_the_fader():
+    """An overhead-like stem heard only over 300 Hz: a shelf over all of it would be a second fader. The fit
+    keeps every band in its standard slot's range (`fitted_band_spec`), so the fader carries the level."""
+    centre = 20.0 * 2.0 ** (torch.arange(0, 55, dtype=torch.float64) / 6.0)
+    types = torch.tensor([BAND_TYPE_IDS[t] for t in STANDARD_EQ])
+    freq = torch.tensor([200.0, 400.0, 2000.0, 8000.0], dtype=torch.float64)
+    gain = torch.tensor([0.0, -3.0, 4.0, 2.0], dtype=torch.float64)
+    q = torch.tensor([0.707, 0.707, 1.0, 0.707], dtype=torch.float64)
+    response = (-5.0 + eq_response_db(types, freq, gain, q, SR, centre))[None]
+    weight = (centre >= 300.0).double()[None]
+    fit = fit_standard_eq(response, weight, centre, SR, steps=200, prior_weight=ReverseConfig().eq_prior_weight)
+    assert float(fit.gain_db[0]) == pytest.approx(-5.0, abs=0.5)
+    for k, band_type in enumerate(STANDARD_EQ):
+        for name, values in (("eq_freq_hz", fit.freq_hz), ("eq_gain_db", fit.eq_gain_db)):
+            spec = fitted_band_spec(band_type, name, SR)
+            assert spec.minimum - 1e-6 <= float(values[0, k]) <= spec.maximum + 1e-6, (band_type, name)
+    assert fitted_band_spec("high_shelf", "eq_freq_hz", SR).minimum == 1500.0  # not a second fader at 90 Hz
 
 
 # --- the descent's pieces ------------------------------------------------------------------------

@@ -424,6 +424,14 @@ class StandardBand:
     type: str
     train: dict[str, tuple[float, float]]
 
+    def spec(self, tensor: str, sample_rate: int) -> ParamSpec:
+        """The band field ``tensor`` (e.g. ``"eq_freq_hz"``) in this slot's training range where it
+        has one, else in its full range, at ``sample_rate``."""
+        spec = SPECS[tensor]
+        if tensor in self.train:
+            spec = spec.within(*self.train[tensor])
+        return spec.at_rate(sample_rate)
+
 
 STANDARD_BANDS: tuple[StandardBand, ...] = (
     StandardBand("highpass", {"eq_freq_hz": (16.0, 1000.0)}),
@@ -436,6 +444,9 @@ STANDARD_BANDS: tuple[StandardBand, ...] = (
 
 STANDARD_EQ: tuple[str, ...] = tuple(band.type for band in STANDARD_BANDS)
 """Band types of `STANDARD_BANDS`, in order."""
+
+STANDARD_BAND_BY_TYPE: dict[str, StandardBand] = {band.type: band for band in STANDARD_BANDS}
+"""`STANDARD_BANDS` by band type."""
 
 
 @dataclass(frozen=True)
@@ -467,7 +478,7 @@ def head_outputs(sample_rate: int, level: Literal["channel", "master"]) -> tuple
     for spec in SCHEMA:
         if spec.level == "band" and level == "channel" and spec is band_specs[0]:
             for k, band in enumerate(STANDARD_BANDS):
-                outputs += [HeadOutput(s.within(*band.train[s.tensor]).at_rate(sample_rate), k)
+                outputs += [HeadOutput(band.spec(s.tensor, sample_rate), k)
                             for s in band_specs if s.tensor in band.train]
         elif spec.level == level and spec.train is not None:
             outputs.append(HeadOutput(spec.within(*spec.train)))

@@ -56,7 +56,7 @@ class RandomMixer(SettingsMethod):
         band_specs = [spec for spec in SCHEMA if spec.level == "band"]
         channels = []
         for name, instrument in zip(multitrack.names, multitrack.instruments, strict=True):
-            eq = [{"type": band.type, **{spec.key: draw(spec.within(*band.train[spec.tensor]).at_rate(sample_rate))
+            eq = [{"type": band.type, **{spec.key: draw(band.spec(spec.tensor, sample_rate))
                                          for spec in band_specs if spec.tensor in band.train}}
                   for band in STANDARD_BANDS]
             compressor = drawn("channel", "compressor") if rng.random() < COMPRESSOR_PROBABILITY else None

@@ -45,7 +45,9 @@ What a mix does not determine, and how it is fixed:
   common offset of all sends (`descent.SERIES_GAINS`): makeup stays 0 dB and the return
   0 dB. High-pass and shelf Q stay at 0.707; the bell's Q is fitted.
 * Where a shelf covers all of a stem's spectrum, its gain and the fader are
-  interchangeable; a weak prior towards 0 dB EQ picks the smallest EQ.
+  interchangeable. The bands keep to their standard slots' ranges (`fitted_band_spec`:
+  no high shelf at 90 Hz acting as a second fader) and a weak prior towards 0 dB EQ
+  picks the smallest EQ, so the fader says how loud the channel is.
 * A compressor whose fitted ratio is at or under `COMPRESSOR_OFF_RATIO` is returned off.
 * The rest is measured, not assumed: `ReverseReport.unidentifiable` lists per channel
   the settings whose standard error in the refinement's normal equations exceeds a step
@@ -106,6 +108,7 @@ from mixdown.mixers.reverse.eq_fit import (
     SHELF_Q,
     EQFit,
     fit_standard_eq,
+    fitted_band_spec,
     levenberg_marquardt,
     torch_threads,
 )
@@ -140,8 +143,9 @@ from mixdown.params import ConsoleParams
 __all__ = [
     "COMPRESSOR_OFF_RATIO", "EQ_PRIOR_DB", "MAX_LENGTH_MISMATCH_S", "SHELF_Q", "ConsoleFit", "EQFit",
     "FreeParameter", "ProgressCallback", "ReverseConfig", "ReverseMethod", "ReverseReport", "analysis_window",
-    "band_responses", "check_reference", "estimator_start", "fit", "fit_standard_eq", "fitted_params",
-    "fixed_reason", "free_parameters", "initial_settings", "least_squares_filters", "levenberg_marquardt",
+    "band_responses", "check_reference", "estimator_start", "fit", "fit_standard_eq", "fitted_band_spec",
+    "fitted_params", "fixed_reason", "free_parameters", "initial_settings", "least_squares_filters",
+    "levenberg_marquardt",
     "load_reference", "master_from_reference", "matched_loss", "neutral_settings", "pans_from_filters",
     "render_unnormalised", "reverse_engineer",
 ]

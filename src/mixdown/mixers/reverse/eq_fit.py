@@ -17,10 +17,14 @@ import torch
 
 from mixdown.dsp.eq import BAND_TYPE_IDS, eq_response_db
 from mixdown.mixers.reverse.config import EQ_PRIOR_DB
-from mixdown.params import SPECS, STANDARD_EQ
+from mixdown.params import SPECS, STANDARD_BAND_BY_TYPE, STANDARD_EQ, ParamSpec
 
 SHELF_Q = SPECS["eq_q"].default
 """Q of the high-pass and the shelves, which the fit keeps (0.707); only the bell's Q is fitted."""
+
+LOWEST_FITTED_HZ = 20.0
+"""Bands under this (inaudible, and below the lowest high-pass `fitted_band_spec` allows) are left out
+of the curve fit."""
 
 _PEAK_BAND = STANDARD_EQ.index("peak")
 _PEAK_STARTS_HZ = (100.0, 300.0, 900.0, 2500.0, 7000.0)
@@ -120,6 +124,31 @@ def levenberg_marquardt(residuals: Callable[[torch.Tensor], torch.Tensor], theta
     return theta, residual
 
 
+def fitted_band_spec(band_type: str, tensor: str, sample_rate: int) -> ParamSpec:
+    """The range the fits give band field ``tensor`` (e.g. ``"eq_freq_hz"``) of a ``band_type`` band.
+
+    Bands of the standard strip keep to their slot's training range
+    (`mixdown.params.StandardBand.spec`: a high-pass at 16 Hz to 1 kHz, a low shelf at 30
+    to 600 Hz, a high shelf at 1.5 to 16 kHz, ...): outside it a shelf becomes a second
+    fader over a band-limited stem (a high shelf at 90 Hz on an overhead) and the fader no
+    longer says how loud the channel is. Other types keep the schema's full range.
+    """
+    slot = STANDARD_BAND_BY_TYPE.get(band_type)
+    if slot is None:
+        return SPECS[tensor].at_rate(sample_rate)
+    return slot.spec(tensor, sample_rate)
+
+
+def _normalize_columns(specs: list[ParamSpec], values: torch.Tensor) -> torch.Tensor:
+    """``(..., len(specs))`` physical values -> [0, 1], column ``k`` by ``specs[k]``."""
+    return torch.stack([spec.normalize(values[..., k]) for k, spec in enumerate(specs)], dim=-1)
+
+
+def _denormalize_columns(specs: list[ParamSpec], unit: torch.Tensor) -> torch.Tensor:
+    """Inverse of `_normalize_columns`."""
+    return torch.stack([spec.denormalize(unit[..., k]) for k, spec in enumerate(specs)], dim=-1)
+
+
 def fit_standard_eq(response_db: torch.Tensor, weight: torch.Tensor, centre_hz: torch.Tensor,
                     sample_rate: int, steps: int, prior_weight: float, polish_steps: int = 20) -> EQFit:
     """Fit gain + `STANDARD_EQ` to measured responses (weighted least squares in dB).
@@ -130,8 +159,8 @@ def fit_standard_eq(response_db: torch.Tensor, weight: torch.Tensor, centre_hz: 
     frequency and shelf gain trade off along a curved valley: Adam (``steps``) finds the
     valley but, preconditioning each parameter on its own, crawls along it, so
     `levenberg_marquardt` (``polish_steps``), which follows the valley through the
-    Gauss-Newton curvature, finishes the fit. All parameters live in their full schema
-    ranges at ``sample_rate`` (`mixdown.params.ParamSpec.at_rate`) through a sigmoid.
+    Gauss-Newton curvature, finishes the fit. The fader lives in its schema range, band
+    fields in `fitted_band_spec`'s, through a sigmoid.
 
     Args:
         response_db, weight: ``(tracks, bands)`` from `band_responses`.
@@ -148,13 +177,17 @@ def fit_standard_eq(response_db: torch.Tensor, weight: torch.Tensor, centre_hz: 
     tracks = response_db.shape[0]
     starts = len(_PEAK_STARTS_HZ)
     bands = len(STANDARD_EQ)
-    gain_spec, freq_spec, eq_gain_spec, q_spec = (SPECS[name].at_rate(sample_rate)
-                                                  for name in ("gain_db", "eq_freq_hz", "eq_gain_db", "eq_q"))
+    gain_spec = SPECS["gain_db"]
+    freq_specs = [fitted_band_spec(t, "eq_freq_hz", sample_rate) for t in STANDARD_EQ]
+    eq_gain_specs = [fitted_band_spec(t, "eq_gain_db", sample_rate) for t in STANDARD_EQ if t != "highpass"]
+    q_spec = fitted_band_spec("peak", "eq_q", sample_rate)
+    weight = torch.where(centre_hz >= LOWEST_FITTED_HZ, weight, 0.0)
     norm_weight = weight / weight.sum(-1, keepdim=True).clamp_min(1e-30)
     broadband = 10.0 * torch.log10((norm_weight * 10.0 ** (response_db / 10.0)).sum(-1).clamp_min(1e-20))
     start_hz = torch.tensor([_EQ_START_HZ[t] for t in STANDARD_EQ], dtype=torch.float64).repeat(starts, tracks, 1)
     start_hz[..., _PEAK_BAND] = torch.tensor(_PEAK_STARTS_HZ, dtype=torch.float64)[:, None]
-    start_hz = start_hz.clamp(max=freq_spec.maximum)
+    start_hz = torch.stack([start_hz[..., k].clamp(spec.minimum, spec.maximum) for k, spec in enumerate(freq_specs)],
+                           dim=-1)
     types = torch.tensor([BAND_TYPE_IDS[t] for t in STANDARD_EQ]).expand(starts, tracks, -1)
     with_gain = torch.tensor([t != "highpass" for t in STANDARD_EQ])
     gains = int(with_gain.sum())
@@ -162,19 +195,19 @@ def fit_standard_eq(response_db: torch.Tensor, weight: torch.Tensor, centre_hz: 
     # theta (starts, tracks, 1 + bands + gains + 1): logits of gain, band frequencies, band gains, bell Q.
     theta = torch.cat([
         logit(gain_spec.normalize(broadband.clamp(-79.0, 23.0))).repeat(starts, 1)[..., None],
-        logit(freq_spec.normalize(start_hz)),
-        torch.zeros(starts, tracks, gains, dtype=torch.float64),
+        logit(_normalize_columns(freq_specs, start_hz)),
+        logit(_normalize_columns(eq_gain_specs, torch.zeros(starts, tracks, gains, dtype=torch.float64))),
         logit(q_spec.normalize(torch.full((starts, tracks, 1), 1.0, dtype=torch.float64))),
     ], dim=-1)
     sqrt_weight = norm_weight.sqrt()
 
     def physical(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         gain, freq, eq_gain, q = torch.split(torch.sigmoid(theta), [1, bands, gains, 1], dim=-1)
-        eq_gain = torch.cat([torch.zeros_like(eq_gain[..., :1]), eq_gain_spec.denormalize(eq_gain)],
+        eq_gain = torch.cat([torch.zeros_like(eq_gain[..., :1]), _denormalize_columns(eq_gain_specs, eq_gain)],
                             dim=-1)[..., gain_slot]
         q = torch.cat([torch.full_like(freq[..., :_PEAK_BAND], SHELF_Q), q_spec.denormalize(q),
                        torch.full_like(freq[..., _PEAK_BAND + 1:], SHELF_Q)], dim=-1)
-        return gain_spec.denormalize(gain[..., 0]), freq_spec.denormalize(freq), eq_gain, q
+        return gain_spec.denormalize(gain[..., 0]), _denormalize_columns(freq_specs, freq), eq_gain, q
 
     def residuals(theta: torch.Tensor) -> torch.Tensor:
         """``(starts, tracks, bands_of_response + bands)``: weighted dB misfit, then the prior's terms."""

@@ -53,9 +53,9 @@ from mixdown.dsp.eq import parametric_eq
 from mixdown.dsp.gain import db_to_amplitude
 from mixdown.dsp.pan import pan_gains
 from mixdown.mixers.reverse.config import EQ_PRIOR_DB
-from mixdown.mixers.reverse.eq_fit import logit
+from mixdown.mixers.reverse.eq_fit import fitted_band_spec, logit
 from mixdown.mixers.reverse.excerpts import Excerpt, compared, gather
-from mixdown.params import ParamSpec
+from mixdown.params import EQ_BAND_TYPES, ParamSpec
 
 PREEMPHASIS = 0.95
 MAX_ROWS = 60_000
@@ -63,6 +63,7 @@ MAX_ROWS = 60_000
 
 _STEP = 1e-2  # forward-difference step, logit units
 _MAX_STEP = 1.0  # largest move of one logit in one iteration
+_BAND_LOGIT = 4.0  # EQ band settings start at most this far out (98 % of their range): the sigmoid still has slope
 _TRIES = 8  # damping increases per iteration before giving up on it
 _MIN_GAIN = 0.01  # converged when an iteration lowered the residual by less than this share
 # Channels whose compared contribution is under this share (-60 dB) of the loudest are left alone;
@@ -91,13 +92,16 @@ class Entry(NamedTuple):
     spec: ParamSpec
 
 
-def entries(p: ConsoleTensors, free: dict, compressed: torch.Tensor) -> list[Entry]:
+def entries(p: ConsoleTensors, free: dict, compressed: torch.Tensor, sample_rate: int) -> list[Entry]:
     """The fitted numbers of batch-1 settings ``p``, channel by channel.
+
+    Band fields keep to `fitted_band_spec`'s ranges, as in `fit_standard_eq`.
 
     Args:
         p: the settings.
         free: `free_parameters` of ``p`` (field -> spec and mask).
         compressed: ``(tracks,)`` bool; compressor fields are fitted only on these.
+        sample_rate: in Hz.
     """
     out = []
     for track in range(p.tracks):
@@ -107,8 +111,9 @@ def entries(p: ConsoleTensors, free: dict, compressed: torch.Tensor) -> list[Ent
             if spec.group == "compressor" and not bool(compressed[track]):
                 continue
             if spec.level == "band":
-                out.extend(Entry(name, track, band, spec) for band in range(mask.shape[-1])
-                           if bool(mask[0, track, band]))
+                out.extend(Entry(name, track, band, fitted_band_spec(EQ_BAND_TYPES[int(p.eq_type[0, track, band])],
+                                                                     name, sample_rate))
+                           for band in range(mask.shape[-1]) if bool(mask[0, track, band]))
             elif bool(mask[0, track]):
                 out.append(Entry(name, track, None, spec))
     return out
@@ -197,7 +202,7 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
     Returns:
         The best settings found and the last normal equations.
     """
-    fitted = entries(start, free, compressed)
+    fitted = entries(start, free, compressed, sample_rate)
     tracks = start.tracks
     width = [2 if bool(s) else 1 for s in stereo]
     segment_stems = gather(stems, excerpts).float()
@@ -235,6 +240,8 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
     by_track = [[k for k, e in enumerate(fitted) if e.track == t] for t in range(tracks)]
     theta = torch.tensor([float(logit(e.spec.normalize(torch.tensor(_get(start, e), dtype=torch.float64))))
                           for e in fitted], dtype=torch.float64)
+    band = torch.tensor([e.band is not None for e in fitted])
+    theta = torch.where(band, theta.clamp(-_BAND_LOGIT, _BAND_LOGIT), theta)
     prior_index = [k for k, e in enumerate(fitted) if e.field == "eq_gain_db"]
     prior_scale = math.sqrt(eq_prior_weight) / EQ_PRIOR_DB
 
