@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from mixdown.console import ConsoleTensors, channel_loudness, render, render_tensor
+from mixdown.console import (
+    ConsoleTensors,
+    channel_loudness,
+    channel_strips,
+    mix_buses,
+    render,
+    render_tensor,
+    strip_buses,
+)
 from mixdown.dsp.limiter import true_peak_dbtp
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.multitrack import Multitrack
@@ -105,6 +113,21 @@ def test_batched_render_equals_one_at_a_time():
     for i, params in enumerate((first, second)):
         single = render_tensor(stems[:1], ConsoleTensors.from_params([params]), stereo[:1], SR)
         assert torch.allclose(batched[i], single[0], atol=1e-5)
+
+
+def test_strip_buses_equal_panned_strips_summed():
+    """The one-product bus sum equals panning every track and summing (`mix_buses`), with a mono stem
+    stored as two channels among stereo ones, for a batch of two mixes."""
+    multitrack = _multitrack()
+    first, second = _full_chain(multitrack), _full_chain(multitrack)
+    second.channels[1].pan, second.channels[2].reverb_send_db = 0.8, -3.0
+    p = ConsoleTensors.from_params([first, second])
+    stems = torch.from_numpy(multitrack.to_array())[None].expand(2, -1, -1, -1)
+    stereo = torch.from_numpy(multitrack.stereo_mask())[None].expand(2, -1)
+    with torch.no_grad():
+        buses, _ = strip_buses(stems, p, stereo, SR)
+        dry, send = mix_buses(channel_strips(stems, p, stereo, SR)[0], p)
+    torch.testing.assert_close(buses, torch.stack([dry, send], dim=1), atol=1e-6, rtol=0)
 
 
 def test_master_hits_target_loudness_under_ceiling():

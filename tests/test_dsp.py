@@ -23,7 +23,7 @@ from mixdown.dsp.eq import (
 from mixdown.dsp.iir import biquad
 from mixdown.dsp.limiter import limit, true_peak_dbtp
 from mixdown.dsp.loudness import LoudnessMeter, integrated_loudness
-from mixdown.dsp.pan import pan, pan_gains
+from mixdown.dsp.pan import pan, pan_gains, pan_matrix
 from mixdown.dsp.reverb import (
     fft_convolve,
     impulse_response,
@@ -224,6 +224,17 @@ def test_hard_pan_and_stereo_balance():
     out = pan(x, torch.tensor([-1.0, 0.0]), torch.tensor([False, True]))
     assert torch.allclose(out[0, 0], x[0, 0], atol=1e-6) and out[0, 1].abs().max() < 1e-6  # hard left mono
     assert torch.allclose(out[1], x[1], atol=1e-6)  # a centred stereo stem passes unchanged
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pan_matrix_equals_pan(channels):
+    """Row by row, the matrix applied to the row equals `pan` (mono, stereo, and mono stored twice)."""
+    x = torch.randn(3, channels, 50, generator=torch.Generator().manual_seed(channels))
+    position, stereo = torch.tensor([-0.4, 0.3, 1.0]), torch.tensor([False, True, False])
+    gain = torch.tensor([0.5, 2.0, 1.0])
+    matrix = pan_matrix(position, stereo, channels, gain=gain)
+    assert matrix.shape == (3, 2, channels)
+    torch.testing.assert_close(matrix @ x, pan(x, position, stereo, gain=gain), atol=1e-6, rtol=0)
 
 
 # --- compressor -----------------------------------------------------------------------

@@ -31,7 +31,7 @@ from mixdown.dsp.eq import BAND_TYPE_IDS, BYPASS, parametric_eq
 from mixdown.dsp.gain import db_to_amplitude
 from mixdown.dsp.limiter import apply_limiter, limiter_gain
 from mixdown.dsp.loudness import LoudnessMeter, integrated_loudness
-from mixdown.dsp.pan import pan
+from mixdown.dsp.pan import pan, pan_matrix
 from mixdown.dsp.reverb import impulse_response, reverb
 from mixdown.errors import ParamsError
 from mixdown.multitrack import Multitrack
@@ -169,6 +169,28 @@ class StripState:
     compressor: torch.Tensor | None = None
 
 
+def _strip_rows(stems: torch.Tensor, p: ConsoleTensors, sample_rate: int,
+                state: StripState | None) -> tuple[torch.Tensor, StripState]:
+    """EQ -> compressor of every track: ``(batch * tracks, channels, samples)`` and the memory to carry."""
+    batch, tracks, channels, samples = stems.shape
+    if (batch, tracks) != (p.batch, p.tracks):
+        raise ValueError(f"stems {tuple(stems.shape)} do not match settings for ({p.batch}, {p.tracks}) tracks")
+    state = state or StripState()
+    rows = stems.reshape(batch * tracks, channels, samples)
+    flat = lambda t: t.reshape(batch * tracks, *t.shape[2:])  # noqa: E731
+    rows, eq_state = parametric_eq(rows, flat(p.eq_type), flat(p.eq_freq_hz), flat(p.eq_gain_db),
+                                   flat(p.eq_q), sample_rate, state.eq)
+    rows, comp_state = compressor(rows, flat(p.threshold_db), flat(p.ratio), flat(p.attack_ms),
+                                  flat(p.release_ms), flat(p.knee_db), flat(p.makeup_db), sample_rate,
+                                  state.compressor)
+    return rows, StripState(eq=eq_state, compressor=comp_state)
+
+
+def _fader(p: ConsoleTensors) -> torch.Tensor:
+    """Linear fader gains ``(batch, tracks)`` (0 where muted)."""
+    return db_to_amplitude(p.gain_db) * ~p.mute
+
+
 def channel_strips(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int,
                    state: StripState | None = None) -> tuple[torch.Tensor, StripState]:
     """EQ -> compressor -> fader -> pan for every track.
@@ -183,29 +205,46 @@ def channel_strips(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor,
     Returns:
         ``(panned, state)``: ``(batch, tracks, 2, samples)`` and the memory to carry.
     """
-    batch, tracks, channels, samples = stems.shape
-    if (batch, tracks) != (p.batch, p.tracks):
-        raise ValueError(f"stems {tuple(stems.shape)} do not match settings for ({p.batch}, {p.tracks}) tracks")
-    state = state or StripState()
-    rows = stems.reshape(batch * tracks, channels, samples)
-    flat = lambda t: t.reshape(batch * tracks, *t.shape[2:])  # noqa: E731
-    rows, eq_state = parametric_eq(rows, flat(p.eq_type), flat(p.eq_freq_hz), flat(p.eq_gain_db),
-                                   flat(p.eq_q), sample_rate, state.eq)
-    rows, comp_state = compressor(rows, flat(p.threshold_db), flat(p.ratio), flat(p.attack_ms),
-                                  flat(p.release_ms), flat(p.knee_db), flat(p.makeup_db), sample_rate,
-                                  state.compressor)
-    fader = db_to_amplitude(flat(p.gain_db)) * ~flat(p.mute)
-    panned = pan(rows, flat(p.pan), flat(stereo), gain=fader)
-    return panned.reshape(batch, tracks, 2, samples), StripState(eq=eq_state, compressor=comp_state)
+    batch, tracks, _, samples = stems.shape
+    rows, state = _strip_rows(stems, p, sample_rate, state)
+    panned = pan(rows, p.pan.flatten(), stereo.flatten(), gain=_fader(p).flatten())
+    return panned.reshape(batch, tracks, 2, samples), state
+
+
+def _bus_gains(p: ConsoleTensors) -> torch.Tensor:
+    """Gains ``(batch, 2, tracks)`` of each track into the mix bus (1) and the reverb-send bus."""
+    return torch.stack([torch.ones_like(p.reverb_send_db), db_to_amplitude(p.reverb_send_db)], dim=1)
 
 
 def mix_buses(panned: torch.Tensor, p: ConsoleTensors) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum panned tracks ``(batch, tracks, 2, samples)`` to the mix and reverb-send buses, each ``(batch, 2, samples)``."""
     batch, tracks, channels, samples = panned.shape
-    weights = torch.stack([torch.ones_like(p.reverb_send_db), db_to_amplitude(p.reverb_send_db)], dim=1)
-    buses = torch.bmm(weights.to(panned.dtype), panned.reshape(batch, tracks, channels * samples))
+    buses = torch.bmm(_bus_gains(p).to(panned.dtype), panned.reshape(batch, tracks, channels * samples))
     dry, send = buses.reshape(batch, 2, channels, samples).unbind(dim=1)
     return dry, send
+
+
+def strip_buses(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int,
+                state: StripState | None = None) -> tuple[torch.Tensor, StripState]:
+    """`channel_strips` summed into the buses (`mix_buses`) in one product, without panned tracks.
+
+    Fader, pan and bus gains form one ``(4, tracks * channels)`` matrix per mix, applied to
+    the compressors' outputs: equal to ``mix_buses(channel_strips(...))`` to float rounding.
+
+    Args:
+        stems, p, stereo, sample_rate, state: as for `channel_strips`.
+
+    Returns:
+        ``(buses, state)``: ``(batch, 2, 2, samples)``, the mix bus then the reverb-send bus,
+        and the memory to carry.
+    """
+    batch, tracks, channels, samples = stems.shape
+    rows, state = _strip_rows(stems, p, sample_rate, state)
+    placement = pan_matrix(p.pan.flatten(), stereo.flatten(), channels, gain=_fader(p).flatten())
+    weights = torch.einsum("bkt,btoc->bkotc", _bus_gains(p), placement.reshape(batch, tracks, 2, channels))
+    buses = torch.bmm(weights.reshape(batch, 4, tracks * channels).to(rows.dtype),
+                      rows.reshape(batch, tracks * channels, samples))
+    return buses.reshape(batch, 2, 2, samples), state
 
 
 def reverb_impulse_responses(p: ConsoleTensors, sample_rate: int) -> torch.Tensor:
@@ -236,7 +275,7 @@ def render_tensor(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, 
         ``(batch, 2, samples)`` mixes. The limiter's gain is applied as a constant
         (no gradient through its detector); everything else is differentiated.
     """
-    dry, send = mix_buses(channel_strips(stems, p, stereo, sample_rate)[0], p)
+    dry, send = strip_buses(stems, p, stereo, sample_rate)[0].unbind(dim=1)
     wet, _ = reverb(send, reverb_impulse_responses(p, sample_rate))
     mix = dry + wet
     mix = mix * db_to_amplitude(_loudness_gain_db(integrated_loudness(mix, sample_rate), p))[:, None, None]
@@ -272,19 +311,21 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
     with torch.no_grad():
         ir = reverb_impulse_responses(p, sample_rate)
         ir_spectra: dict[int, torch.Tensor] = {}
+        meter = LoudnessMeter(sample_rate)
         tail = None
         done = 0
-        for panned in _stream_channels(multitrack, p, chunk_frames):
-            dry, send = mix_buses(panned, p)
-            wet, tail = reverb(send, ir, tail, ir_spectra)
-            n = panned.shape[-1]
-            mix[:, done:done + n] = (dry + wet)[0].numpy()
+        for groups in _stream_strips(multitrack, p, chunk_frames, strip_buses):
+            buses = groups[0][1]
+            for _, out in groups[1:]:
+                buses = buses + out
+            wet, tail = reverb(buses[:, 1], ir, tail, ir_spectra)
+            block = buses[:, 0].add_(wet)
+            meter.update(block)
+            n = block.shape[-1]
+            mix[:, done:done + n] = block[0].numpy()
             done += n
             if progress is not None:
                 progress(done, total)
-        meter = LoudnessMeter(sample_rate)
-        for start in range(0, total, chunk_frames):
-            meter.update(torch.from_numpy(mix[None, :, start:start + chunk_frames]))
         gain = float(db_to_amplitude(_loudness_gain_db(meter.integrated().float(), p))[0])
     mix *= gain
     ceiling = float(p.ceiling_dbtp[0])
@@ -304,11 +345,17 @@ def _warn_clipping(mix: np.ndarray) -> None:
                       "integer files clip them: lower master.gain_db or set a ceiling", UserWarning, stacklevel=3)
 
 
-def _stream_channels(multitrack: Multitrack, p: ConsoleTensors, chunk_frames: int) -> Iterator[torch.Tensor]:
-    """Channel strips over a multitrack, chunk by chunk: yields ``(1, tracks, 2, frames)``.
+Strip = Callable[[torch.Tensor, ConsoleTensors, torch.Tensor, int, StripState | None],
+                 tuple[torch.Tensor, StripState]]
+"""`channel_strips` or `strip_buses`: ``(stems, p, stereo, sample_rate, state) -> (out, state)``."""
 
-    Mono stems are processed as one channel and stereo stems as two (two groups), so
-    mono stems cost half; the groups' outputs are put back in track order.
+
+def _stream_strips(multitrack: Multitrack, p: ConsoleTensors, chunk_frames: int,
+                   strip: Strip) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """``strip`` over a multitrack, chunk by chunk: yields ``[(track_index, out), ...]``, one per group.
+
+    Mono stems are processed as one channel and stereo stems as two (two groups, each
+    with its own carried state), so mono stems cost half.
     """
     is_stereo = torch.from_numpy(multitrack.stereo_mask())
     groups = [(idx, width, p.select_tracks(idx))
@@ -317,18 +364,13 @@ def _stream_channels(multitrack: Multitrack, p: ConsoleTensors, chunk_frames: in
     states: list[StripState | None] = [None] * len(groups)
     for block in multitrack.iter_chunks(chunk_frames):
         block = torch.from_numpy(block)
-        if len(groups) == 1:  # all mono or all stereo: no regrouping needed
-            _, width, group_params = groups[0]
-            panned, states[0] = channel_strips(block[None, :, :width], group_params, is_stereo[None],
-                                               multitrack.sample_rate, states[0])
-            yield panned
-            continue
-        panned = torch.empty(1, block.shape[0], 2, block.shape[-1])
+        outputs = []
         for g, (idx, width, group_params) in enumerate(groups):
-            out, states[g] = channel_strips(block[idx, :width].unsqueeze(0), group_params,
-                                            is_stereo[idx].unsqueeze(0), multitrack.sample_rate, states[g])
-            panned[0, idx] = out[0]
-        yield panned
+            stems = block[None, :, :width] if len(groups) == 1 else block[idx, :width].unsqueeze(0)
+            out, states[g] = strip(stems, group_params, is_stereo[idx].unsqueeze(0), multitrack.sample_rate,
+                                   states[g])
+            outputs.append((idx, out))
+        yield outputs
 
 
 def channel_loudness(multitrack: Multitrack, params: ConsoleParams,
@@ -344,6 +386,9 @@ def channel_loudness(multitrack: Multitrack, params: ConsoleParams,
     p = ConsoleTensors.from_params([neutral])
     meter = LoudnessMeter(multitrack.sample_rate, batch=multitrack.num_tracks)
     with torch.no_grad():
-        for panned in _stream_channels(multitrack, p, chunk_frames):
-            meter.update(panned[0])
+        for groups in _stream_strips(multitrack, p, chunk_frames, channel_strips):
+            panned = torch.empty(multitrack.num_tracks, 2, groups[0][1].shape[-1])
+            for idx, out in groups:
+                panned[idx] = out[0]
+            meter.update(panned)
     return meter.integrated().numpy()

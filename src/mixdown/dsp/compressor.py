@@ -76,6 +76,8 @@ the kernels built from `lane_groups`, `lane_state`, `lane_scratch` and `lane_gai
 
 _BLOCK = 1024  # samples per block of `_compress_kernel`
 _LN2 = math.log(2.0)
+_NEPER_PER_DB = 1.0 / _DB_PER_NEPER  # products, not quotients, in the kernels: a division costs many cycles
+_LOG2_E = 1.0 / _LN2
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -138,7 +140,7 @@ def _ballistics(buf, count, lanes, w):  # pragma: no cover - compiled
             alpha = w[j] if red > prev else w[LANES + j]
             prev = red + alpha * (prev - red)
             w[3 * LANES + j] = prev
-            buf[o + j] = np.float32((w[2 * LANES + j] - prev) / _DB_PER_NEPER)
+            buf[o + j] = np.float32((w[2 * LANES + j] - prev) * _NEPER_PER_DB)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
@@ -147,7 +149,7 @@ def _exp(z, bits, count):  # pragma: no cover - compiled
     degree-7 Taylor polynomial on ``|f| <= ln(2) / 2`` (float64, 1e-8 relative: below
     float32 rounding). bits: int64 scratch."""
     for n in range(count):
-        t = min(max(z[n] / _LN2, -1000.0), 1000.0)
+        t = min(max(z[n] * _LOG2_E, -1000.0), 1000.0)
         k = math.floor(t + 0.5)
         f = (t - k) * _LN2
         z[n] = 1.0 + f * (1.0 + f * (0.5 + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (

@@ -64,8 +64,9 @@ def _cascade_kernel(x, b, a, zi, y, zf, threads):  # pragma: no cover - compiled
     buffer, runs every section over the block (`_run_block`) and writes it back.
 
     x, y: (rows, channels, samples); b, a: (rows, sections, 3);
-    zi, zf: (rows, sections, channels, 2); threads: numba's thread count (groups of at
-    least 4 signals are split further to keep every thread busy).
+    zi, zf: (rows, sections, channels, 2); threads: numba's thread count (the signals are
+    split into at least one group per thread: the recursions are latency-bound, so fewer
+    lanes on more threads finish sooner).
     """
     rows, channels, samples = x.shape
     sections = b.shape[1]
@@ -74,7 +75,7 @@ def _cascade_kernel(x, b, a, zi, y, zf, threads):  # pragma: no cover - compiled
         return
     x2 = x.reshape(signals, samples)
     y2 = y.reshape(signals, samples)
-    groups = max(-(-signals // LANES), min(threads, -(-signals // 4)))
+    groups = max(-(-signals // LANES), min(threads, signals))
     width = -(-signals // groups)
     for g in numba.prange(groups):
         first = g * width

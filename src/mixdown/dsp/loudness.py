@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from mixdown.dsp.iir import biquad
+from mixdown.dsp.iir import biquad, biquad_cascade
 from mixdown.errors import AudioError
 
 ABSOLUTE_GATE_LUFS = -70.0
@@ -87,16 +87,15 @@ class LoudnessMeter:
     def __init__(self, sample_rate: int, batch: int = 1):
         self.sample_rate = sample_rate
         self.subblock = int(round(0.1 * sample_rate))
-        coeffs = k_weighting_coefficients(sample_rate)
-        self._filters = [(torch.tensor(b, dtype=torch.float64).expand(batch, 3),
-                          torch.tensor(a, dtype=torch.float64).expand(batch, 3)) for b, a in coeffs]
-        self._states: list[torch.Tensor | None] = [None] * len(self._filters)
+        self._b, self._a = (torch.tensor(c, dtype=torch.float64).expand(batch, -1, -1)
+                            for c in zip(*k_weighting_coefficients(sample_rate)))  # each (batch, 2, 3)
+        self._state: torch.Tensor | None = None
         self._pending: torch.Tensor | None = None  # K-weighted squares not yet a full sub-block
         self._sub_power: list[torch.Tensor] = []
 
     def update(self, x: torch.Tensor) -> None:
         """Add the next block ``(batch, channels, samples)`` of the signal."""
-        weighted = k_weight(x, self._filters, self._states)
+        weighted, self._state = k_weight(x, self._b, self._a, self._state)
         squares = weighted.pow(2).sum(dim=1)  # (batch, samples), summed over channels (G = 1)
         if self._pending is not None:
             squares = torch.cat([self._pending, squares], dim=-1)
@@ -108,18 +107,36 @@ class LoudnessMeter:
     def integrated(self) -> torch.Tensor:
         """Integrated loudness ``(batch,)`` in LUFS of everything fed so far."""
         if not self._sub_power:
-            return torch.full((self._filters[0][0].shape[0],), -math.inf, dtype=torch.float64)
+            return torch.full((self._b.shape[0],), -math.inf, dtype=torch.float64)
         return gated_loudness(_blocks_from_subblocks(torch.cat(self._sub_power, dim=-1)))
 
 
-def k_weight(x: torch.Tensor, filters: list[tuple[torch.Tensor, torch.Tensor]],
-             states: list[torch.Tensor | None] | None = None) -> torch.Tensor:
-    """Apply the K-weighting cascade to ``x (batch, channels, samples)``, updating ``states`` in place."""
-    for i, (b, a) in enumerate(filters):
-        x, new_state = biquad(x, b.to(x.dtype), a.to(x.dtype), None if states is None else states[i])
-        if states is not None:
-            states[i] = new_state
-    return x
+def k_weight(x: torch.Tensor, b: torch.Tensor, a: torch.Tensor,
+             state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply the K-weighting cascade (shelf, then high-pass).
+
+    Without autograd both stages run in one fused pass (`biquad_cascade`), carrying
+    ``state`` between blocks; with it, one differentiable `biquad` per stage (whole
+    signals only). The coefficients are rounded to ``x``'s dtype in both.
+
+    Args:
+        x: ``(batch, channels, samples)``.
+        b, a: ``(batch, 2, 3)``, from `k_weighting_coefficients`.
+        state: ``(batch, 2, channels, 2)`` from the previous block, or None.
+
+    Returns:
+        ``(weighted, state)``: ``(batch, channels, samples)`` and the state to carry.
+    """
+    b, a = b.to(x.dtype), a.to(x.dtype)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return biquad_cascade(x, b, a, state)
+    if state is not None:
+        raise ValueError("gradients need the whole signal: call k_weight without a carried state")
+    finals = []
+    for k in range(b.shape[1]):
+        x, final = biquad(x, b[:, k], a[:, k])
+        finals.append(final)
+    return x, torch.stack(finals, dim=1)
 
 
 def integrated_loudness(x: torch.Tensor, sample_rate: int) -> torch.Tensor:

@@ -42,3 +42,24 @@ def pan(x: torch.Tensor, pan_position: torch.Tensor, stereo: torch.Tensor,
         return x * gains
     source = torch.where(stereo[:, None, None], x, x[:, :1].expand_as(x))
     return source * gains
+
+
+def pan_matrix(pan_position: torch.Tensor, stereo: torch.Tensor, channels: int,
+               gain: torch.Tensor | None = None) -> torch.Tensor:
+    """`pan` as one matrix per row: ``pan(x, ...)[r] == pan_matrix(...)[r] @ x[r]``.
+
+    Args:
+        pan_position, stereo, gain: as for `pan`, each ``(rows,)``.
+        channels: of the rows to place, 1 or 2.
+
+    Returns:
+        ``(rows, 2, channels)``: left/right outputs by input channels. A 2-channel row that
+        is not ``stereo`` takes its left channel only.
+    """
+    gains = pan_gains(pan_position, stereo)  # (rows, 2)
+    if gain is not None:
+        gains = gains * gain[:, None]
+    if channels == 1:
+        return gains[..., None]
+    left_only = torch.stack([gains, torch.zeros_like(gains)], dim=-1)
+    return torch.where(stereo[:, None, None], torch.diag_embed(gains), left_only)

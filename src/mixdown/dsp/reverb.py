@@ -104,6 +104,5 @@ def reverb(send: torch.Tensor, ir: torch.Tensor, tail: torch.Tensor | None = Non
     if tail is not None:
         if tail.shape[-1] != ir.shape[-1] - 1:
             raise ValueError(f"tail has {tail.shape[-1]} samples; this response carries {ir.shape[-1] - 1}")
-        carried = tail.shape[-1]  # full has samples + carried samples, so the tail always fits
-        full = torch.cat([full[..., :carried] + tail, full[..., carried:]], dim=-1)
+        full[..., :tail.shape[-1]] += tail  # full has samples + taps - 1 samples, so the tail always fits
     return full[..., :samples], full[..., samples:]

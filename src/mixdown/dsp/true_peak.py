@@ -155,12 +155,15 @@ def _quarter_bank() -> PhaseBank:
     return _bank(full.taps[rows], full.delays[rows], _tap_positions(RECONSTRUCTION_TAPS_PER_PHASE))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
 def _interval_peaks_kernel(xp, pad, index, taps, first, out):  # pragma: no cover - compiled
     """out[i] = max(out[i], max over channels c and phases p of |sum_k taps[p, k] xp[c, n + pad + first + k]|,
-    |xp[c, n + pad]|) for n = index[i]."""
+    |xp[c, n + pad]|) for n = index[i].
+
+    The intervals are split across numba's threads; each tap sum is reassociated (SIMD
+    partial sums, float64 rounding apart)."""
     phases, width = taps.shape
-    for i in range(index.shape[0]):
+    for i in numba.prange(index.shape[0]):
         base = index[i] + pad
         peak = out[i]
         for c in range(xp.shape[0]):
@@ -182,22 +185,37 @@ def _exact_peaks(xp: np.ndarray, pad: int, index: np.ndarray, banks: tuple[Phase
     return values
 
 
+@numba.njit(cache=True, nogil=True)
+def _near_magnitude_kernel(x, block, magnitude, near):  # pragma: no cover - compiled
+    """magnitude[n] = max over channels of |x[c, n]|; near[n] = the largest magnitude of the
+    ``block``-sample block holding ``n`` and of its two neighbours."""
+    samples = x.shape[1]
+    blocks = -(-samples // block)
+    peak = np.zeros(blocks + 2)
+    for b in range(blocks):
+        top = 0.0
+        for n in range(b * block, min(samples, (b + 1) * block)):
+            value = 0.0
+            for c in range(x.shape[0]):
+                value = max(value, abs(np.float64(x[c, n])))
+            magnitude[n] = value
+            top = max(top, value)
+        peak[b + 1] = top
+    for b in range(blocks):
+        bound = max(peak[b], peak[b + 1], peak[b + 2])
+        for n in range(b * block, min(samples, (b + 1) * block)):
+            near[n] = bound
+
+
 def _near_magnitude(x: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
     """``(|x| over channels, an upper bound of its maximum over n - reach .. n + reach)``, each ``(samples,)``.
 
     The bound is the maximum over the ``reach``-sample (or longer) block holding ``n`` and
     its two neighbours: a little looser than a running maximum, and much cheaper.
     """
-    samples = x.shape[-1]
-    magnitude = np.abs(x).max(axis=0).astype(np.float64, copy=False) if x.shape[0] else np.zeros(samples)
-    block = 1 << max(0, reach - 1).bit_length()  # a power of two >= reach
-    blocks = -(-samples // block)
-    peak = np.zeros(blocks + 2)
-    if blocks:
-        padded = np.pad(magnitude, (0, blocks * block - samples))
-        peak[1:-1] = padded.reshape(blocks, block).max(axis=1)
-    near = np.maximum(np.maximum(peak[:-2], peak[1:-1]), peak[2:])
-    return magnitude, np.repeat(near, block)[:samples]
+    magnitude, near = np.empty(x.shape[-1]), np.empty(x.shape[-1])
+    _near_magnitude_kernel(x, 1 << max(0, reach - 1).bit_length(), magnitude, near)  # blocks: a power of two >= reach
+    return magnitude, near
 
 
 def interval_peaks(x: np.ndarray, banks: tuple[PhaseBank, ...], skip_below: float = 0.0) -> np.ndarray:
