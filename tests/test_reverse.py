@@ -388,8 +388,8 @@ def test_reverb_fit_recovers_sends_decay_and_predelay_from_energies():
 
 
 def test_compressor_fit_finds_the_compressed_channel_and_leaves_the_others(band):
-    """Gain tracks measured on the known static contributions: the compressed bass gets a compressor
-    within 2 dB of its threshold (from starts 6, 12 and 20 dB under its peak), the others none."""
+    """Candidates judged on the known static contributions: the compressed bass gets a compressor within
+    2 dB of its threshold (from a grid 3 to 24 dB under its peak), the others none."""
     from mixdown.mixers.reverse.dynamics import fit_compressor, frame_gains
     from mixdown.mixers.reverse.start import contributions
 
@@ -400,12 +400,37 @@ def test_compressor_fit_finds_the_compressed_channel_and_leaves_the_others(band)
     static = ConsoleTensors.from_params([replace(truth, channels=[replace(c, compressor=None)
                                                                  for c in truth.channels])])
     reference = torch.from_numpy(render(band, truth)).double()
-    tracks = frame_gains(contributions(stems, static, stereo, SR).double(), reference)
+    parts = contributions(stems, static, stereo, SR).double()
+    tracks = frame_gains(parts, reference)
     for i, name in enumerate(band.names):
-        fit = fit_compressor(band.stem_audio(i)[:, :].astype(np.float32), tracks, i, SR, iterations=6)
+        fit = fit_compressor(band.stem_audio(i)[:, :].astype(np.float32), parts, reference, tracks, i, SR)
         assert fit.on == (name == "bass"), name
         if fit.on:
             assert fit.settings["threshold_db"] == pytest.approx(-26.0, abs=2.0)
+
+
+def test_explained_shares_known_answer():
+    """A mix that is one compressed stem plus another stem: the true compressor explains the most, with the
+    fader correction 1; no compression (ratio 1) explains nothing; a wrong threshold explains less."""
+    from mixdown.dsp.compressor import compressor
+    from mixdown.mixers.reverse.dynamics import FRAME, explained_shares
+
+    rng = np.random.default_rng(0)
+    samples = 64 * FRAME
+    envelope = np.repeat(rng.uniform(0.05, 1.0, 64), FRAME)
+    x = (rng.standard_normal((1, samples)) * envelope).astype(np.float32)
+    other = torch.from_numpy(rng.standard_normal((2, samples)) * 0.1)
+    static = torch.stack([torch.from_numpy(x).double().expand(2, -1), other])
+    true = torch.tensor([[-12.0, 4.0, 5.0, 100.0, 2.0]], dtype=torch.float64)
+    compressed, _ = compressor(torch.from_numpy(x)[None].double(), *true.T, torch.zeros(1, dtype=torch.float64), SR)
+    target = compressed[0].expand(2, -1) + other
+    candidates = torch.cat([true, torch.tensor([[-12.0, 1.0, 5.0, 100.0, 2.0], [-3.0, 4.0, 5.0, 100.0, 2.0]],
+                                               dtype=torch.float64)])
+    shares, gains = explained_shares(x, static, target, 0, torch.ones(64, dtype=torch.bool), candidates, SR)
+    assert int(shares.argmax()) == 0 and float(shares[0]) > 1e-3
+    assert float(gains[0]) == pytest.approx(1.0, abs=1e-3)
+    assert float(shares[1]) == pytest.approx(0.0, abs=1e-9)
+    assert 0.0 < float(shares[2]) < float(shares[0])
 
 
 def test_compressor_fit_of_a_channel_never_heard_is_off():
@@ -417,7 +442,8 @@ def test_compressor_fit_of_a_channel_never_heard_is_off():
     tracks = GainTracks(gain=torch.ones(1, frames, dtype=torch.float64),
                         weight=torch.zeros(1, frames, dtype=torch.float64))
     assert informative_segments(tracks.weight[0], SR) == []
-    fit = fit_compressor(np.zeros((1, frames * FRAME), dtype=np.float32), tracks, 0, SR, iterations=2)
+    fit = fit_compressor(np.zeros((1, frames * FRAME), dtype=np.float32), torch.zeros(1, 2, frames * FRAME),
+                         torch.zeros(2, frames * FRAME), tracks, 0, SR)
     assert not fit.on and fit.gain_db == 0.0
 
 

@@ -16,8 +16,9 @@ matches the mix. Four stages:
 2. **Reverb and compressors** (`reverb_fit`, `dynamics`): the reverb's sends, decay and
    pre-delay from the energy the dry estimate leaves over, tails weighted most (the
    console's reverb is noise, so its waveform cannot be matched, its energy can); each
-   channel's gain over time, measured frame by frame, and the compressor that explains
-   it, from several starting thresholds, or none (on/off compared, not thresholded).
+   channel's compressor, chosen from a grid of thresholds and ratios by how much of the
+   channel's waveform it explains with the other channels free frame by frame, or none
+   (on/off compared, not thresholded).
 3. **Warm start** (amortised inference): the estimator's prediction
    (`mixdown.mixers.estimator`), its faders brought to the reference's level, is a second
    start; the one whose waveform fits the excerpts better is kept (``config.warm_start``).

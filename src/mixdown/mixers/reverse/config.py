@@ -35,7 +35,7 @@ class ReverseConfig:
         max_analysis_s: longer songs are analysed on their central excerpt of this length.
         fit_eq: fit the `STANDARD_EQ` strip (else the channels get no EQ).
         fit_compressor: fit a compressor on every channel (kept where its fit explains the
-            channel's gain over time, `dynamics.COMPRESSOR_ON_RATIO`).
+            channel's waveform, `dynamics.MIN_EXPLAINED_SHARE`).
         fit_reverb: fit reverb sends, decay and pre-delay (else the sends are off).
         warm_start: also start from the estimator's prediction (amortised inference,
             `mixdown.mixers.estimator`) and keep the start that fits better.
@@ -47,7 +47,6 @@ class ReverseConfig:
             shelf covering a stem's whole spectrum).
         refine_prior_weight: the same prior in the refinement, against the relative
             residual energy of the waveform.
-        compressor_iterations: Levenberg-Marquardt iterations of each compressor start.
         ls_window_s: STFT window of the least-squares stage (rounded to a power of 2).
         loss: the loss reported (whole renders, loudness-matched to the reference).
     """
@@ -67,14 +66,13 @@ class ReverseConfig:
     eq_polish_steps: int = 20
     eq_prior_weight: float = 0.03
     refine_prior_weight: float = 1e-5
-    compressor_iterations: int = 5
     ls_window_s: float = 0.093
     loss: StereoLossConfig = field(default_factory=lambda: StereoLossConfig(time_l1_weight=1.0))
 
     def __post_init__(self) -> None:
-        if min(self.steps, self.eq_fit_steps, self.eq_polish_steps, self.compressor_iterations) < 0:
-            raise MixdownError(f"steps must be >= 0, got {self.steps}, {self.eq_fit_steps}, "
-                               f"{self.eq_polish_steps} and {self.compressor_iterations}")
+        if min(self.steps, self.eq_fit_steps, self.eq_polish_steps) < 0:
+            raise MixdownError(f"steps must be >= 0, got {self.steps}, {self.eq_fit_steps} and "
+                               f"{self.eq_polish_steps}")
         if self.excerpt_s <= 0.0 or self.preroll_s < 0.0 or self.max_analysis_s <= 0.0 or self.excerpts < 1:
             raise MixdownError("excerpt_s and max_analysis_s must be > 0, preroll_s >= 0 and excerpts >= 1")
         if self.time_budget_s is not None and self.time_budget_s <= 0.0:

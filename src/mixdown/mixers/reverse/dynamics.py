@@ -3,18 +3,19 @@
 A compressor is a time-varying gain on its channel, so it shows in the mix as a channel
 whose level follows its own loudness. `frame_gains` measures that gain: in every frame
 of `FRAME` samples, the least-squares weight of each channel's static (uncompressed)
-contribution in the mix, with its variance. `fit_compressor` then fits, per channel,
-the compressor whose energy-weighted gain per frame (`compressor_frame_gains`, the
-console's own static curve and ballistics, `mixdown.dsp.compressor`) matches that
-measured gain track in dB up to a constant (the fader), by Levenberg-Marquardt from a
-few starting thresholds (multi-start; the Jacobian, by forward differences, measured
-again only where the last step was taken), on the frames that carry information about it
+contribution in the mix, with its variance; its weights say where a channel is heard
 (`informative_segments`: where the channel sounds, each segment after a warm-up for the
-detector). The compressor is kept when it explains the gain track clearly better than a
-constant gain does (`COMPRESSOR_ON_RATIO`) with a plausible fader correction: on/off is
-a discrete choice, made by comparing the two fits rather than by a threshold on the
-fitted ratio; the refinement then fits the kept ones further and returns off those whose
-ratio falls to 1.
+detector). Frame gains of correlated stems (kick and bass, overheads and drums) are too
+noisy to fit a compressor's curve to, so `fit_compressor` judges candidate compressors
+on the waveform instead (`explained_shares`, a profile least squares: the candidate's
+compressed contribution with one gain, every other channel with a free gain per frame,
+through the console's own static curve and ballistics, `mixdown.dsp.compressor`). The
+candidates are a grid of thresholds under the channel's peak times ratios (multi-start);
+the best is kept when it explains a share of the channel's waveform that no constant
+gain does (`MIN_EXPLAINED_SHARE`) with a plausible fader correction: on/off is a
+discrete choice, made by comparing the fits rather than by a threshold on a fitted
+ratio. The refinement then fits the kept ones further (threshold, ratio, attack,
+release, knee) and returns off those whose ratio falls to 1.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from mixdown.dsp.compressor import (
     level_db,
     time_constant_coefficient,
 )
-from mixdown.mixers.reverse.eq_fit import logit
 from mixdown.params import SPECS
 
 FRAME = 1024
@@ -43,38 +43,38 @@ FRAME = 1024
 COMPRESSOR_PARAMS = ("threshold_db", "ratio", "attack_ms", "release_ms", "knee_db")
 """The compressor settings `fit_compressor` fits (makeup is the fader again)."""
 
-COMPRESSOR_ON_RATIO = 0.65
-"""A compressor is kept when its fit leaves at most this share of the misfit of a constant gain."""
+MIN_EXPLAINED_SHARE = 5e-4
+"""A compressor is kept when it explains at least this share (-33 dB) of its channel's waveform that the
+other channels cannot (`explained_shares`)."""
 
-START_BELOW_PEAK_DB = (6.0, 12.0, 20.0)
-"""Starting thresholds under the channel's peak (the multi-start); ratio 4, attack 5 ms,
-release 150 ms and knee 6 dB at every start."""
+CANDIDATE_BELOW_PEAK_DB = (3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 24.0)
+CANDIDATE_RATIOS = (2.0, 4.0, 8.0)
+"""The candidates judged on the waveform (the multi-start): thresholds under the channel's peak
+times ratios; attack 5 ms, release 150 ms and knee 6 dB at every one."""
 
 MAX_FADER_CORRECTION_DB = 12.0
 """A compressor whose fit needs the fader moved by more than this is not believed (left off)."""
 
-LOWEST_BELOW_PEAK_DB = 30.0
-"""The fitted threshold stays within this many dB under the channel's peak."""
-
-_START = {"ratio": 4.0, "attack_ms": 5.0, "release_ms": 150.0, "knee_db": 6.0}
-_STEP = 1e-2  # forward-difference step of the Jacobian, in logit units
+_START = {"attack_ms": 5.0, "release_ms": 150.0, "knee_db": 6.0}
 _SEGMENT_S = 2.0
 _WARMUP_S = 0.5
 _MAX_SEGMENTS = 3
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _frame_gain_kernel(x, energy, threshold, ratio, knee, alpha_attack, alpha_release, out,
+def _frame_gain_kernel(x, weights, powers, threshold, ratio, knee, alpha_attack, alpha_release, out,
                        threads):  # pragma: no cover - compiled
-    """Per frame, ``sum G_r(t) energy(t)`` of the compressor gain ``G_r`` of every settings row ``r`` on one signal.
+    """Per frame, ``sum G_r(t)^p_k w_k(t)`` of the compressor gain ``G_r`` of every settings row ``r`` on one
+    signal, for every weight ``w_k`` with its power ``p_k`` (1 or 2).
 
-    x: (channels, samples) float32, the compressor's input; energy: (samples,) weights;
-    settings (rows,); out: (rows, samples // FRAME). Rows run side by side in groups of up
-    to `mixdown.dsp.compressor.LANES` with the passes of its render kernel (`lane_gains`);
+    x: (channels, samples) float32, the compressor's input; weights: (K, samples); powers: (K,)
+    int64; settings (rows,); out: (rows, K, samples // FRAME). Rows run side by side in groups
+    of up to `mixdown.dsp.compressor.LANES` with the passes of its render kernel (`lane_gains`);
     the input's level, the same for every row, is taken once per frame and group.
     """
     channels, samples = x.shape
     rows = threshold.shape[0]
+    count = weights.shape[0]
     frames = samples // FRAME
     zeros = np.zeros(rows)
     groups, width = lane_groups(rows, threads)
@@ -93,38 +93,30 @@ def _frame_gain_kernel(x, energy, threshold, ratio, knee, alpha_attack, alpha_re
             level_db(peak, mantissa_bits, exponent, level, FRAME)
             lane_gains(level, 0, threshold, ratio, knee, first, lanes, w, gains, buf, bits, FRAME)
             for j in range(lanes):
-                total = 0.0
-                for n in range(FRAME):
-                    total += gains[j * FRAME + n] * energy[start + n]
-                out[first + j, f] = total
+                for k in range(count):
+                    total = 0.0
+                    if powers[k] == 2:
+                        for n in range(FRAME):
+                            total += gains[j * FRAME + n] * gains[j * FRAME + n] * weights[k, start + n]
+                    else:
+                        for n in range(FRAME):
+                            total += gains[j * FRAME + n] * weights[k, start + n]
+                    out[first + j, k, f] = total
 
 
-def compressor_frame_gains(x: np.ndarray, settings: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """Energy-weighted mean gain per frame of compressors on one signal.
-
-    Args:
-        x: float32 ``(channels, samples)``, the compressor's input (after the EQ).
-        settings: ``(rows, 5)`` physical `COMPRESSOR_PARAMS` (makeup 0 dB).
-        sample_rate: in Hz.
-
-    Returns:
-        float64 ``(rows, samples // FRAME)``: ``sum G(t) e(t) / sum e(t)`` per frame with
-        ``e = sum_c x_c^2`` (the frame's least-squares gain of a compressed signal on its
-        input); 1 where the frame is silent.
-    """
+def _weighted_frame_gains(x: np.ndarray, weights: np.ndarray, powers: np.ndarray, settings: torch.Tensor,
+                          sample_rate: int) -> np.ndarray:
+    """`_frame_gain_kernel`: float64 ``(rows, K, samples // FRAME)`` sums ``sum G^p_k w_k`` per frame."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    energy = np.square(x, dtype=np.float64).sum(0)
     settings = settings.double()
     threshold, ratio, attack, release, knee = (np.ascontiguousarray(settings[:, i].numpy()) for i in range(5))
-    frames = x.shape[-1] // FRAME
-    out = np.zeros((settings.shape[0], frames))
-    _frame_gain_kernel(x, energy, threshold, ratio, knee,
+    out = np.zeros((settings.shape[0], weights.shape[0], x.shape[-1] // FRAME))
+    _frame_gain_kernel(x, np.ascontiguousarray(weights, dtype=np.float64),
+                       np.ascontiguousarray(powers, dtype=np.int64), threshold, ratio, knee,
                        time_constant_coefficient(torch.from_numpy(attack), sample_rate).numpy(),
                        time_constant_coefficient(torch.from_numpy(release), sample_rate).numpy(), out,
                        numba.get_num_threads())
-    den = energy[:frames * FRAME].reshape(frames, FRAME).sum(-1)
-    gains = np.where(den > 0, out / np.where(den > 0, den, 1.0), 1.0)
-    return torch.from_numpy(gains)
+    return out
 
 
 @dataclass(frozen=True)
@@ -211,116 +203,128 @@ def informative_segments(weight: torch.Tensor, sample_rate: int) -> list[tuple[i
     return sorted(chosen)
 
 
+def explained_shares(signal: np.ndarray, static: torch.Tensor, target: torch.Tensor, index: int,
+                     compared: torch.Tensor, candidates: torch.Tensor, sample_rate: int,
+                     ridge: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much of channel ``index``'s waveform each candidate compressor explains (profile least squares).
+
+    The mix is modelled frame by frame as ``y_f = g v_f + sum_j a_jf u_jf + e_f``: the other
+    channels' static contributions ``u_j`` with free gains per frame (they absorb the others'
+    own compressors and their leakage into this channel), and this channel's compressed
+    contribution ``v = G u_i`` (``G`` the candidate's gain over time, the channels linked)
+    with one gain ``g`` over all compared frames. With ``P_f`` the projection out of the
+    others' span (ridge ``l_j = ridge * mean_f |u_jf|^2``), the misfit after the best ``g``
+    is ``sum_f |P y_f|^2 - (sum_f <P y_f, P v_f>)^2 / sum_f |P v_f|^2``. A candidate's share
+    is how much lower that is than with ``v = u_i`` (no compressor), relative to
+    ``sum_f |P u_if|^2``, the channel's waveform the others cannot reproduce. The inner
+    products are frame sums of ``G`` times per-sample products (`_frame_gain_kernel`).
+
+    Args:
+        signal: float32 ``(channels, samples)``: the channel after its EQ, before the fader.
+        static: ``(tracks, 2, samples)`` the channels' static contributions on the same samples.
+        target: ``(2, samples)`` the mix there.
+        index: the channel.
+        compared: ``(samples // FRAME,)`` bool, the frames compared (warm-ups excluded).
+        candidates: ``(rows, 5)`` physical `COMPRESSOR_PARAMS`.
+        sample_rate: in Hz.
+        ridge: strength of the others' regularisation, relative to their mean energy.
+
+    Returns:
+        ``(shares, gains)``, float64 ``(rows,)`` each: the share explained (negative where the
+        candidate fits worse than none) and ``g``, the linear fader correction.
+    """
+    tracks = static.shape[0]
+    frames = signal.shape[-1] // FRAME
+    static = static[..., :frames * FRAME].double()
+    target = target[..., :frames * FRAME].double()
+    own = static[index]
+    others = [j for j in range(tracks) if j != index]
+    # per-sample products with this channel's contribution: the others', the mix's, its own energy
+    weights = torch.cat([(static[others] * own).sum(1), (target * own).sum(0)[None], own.pow(2).sum(0)[None]])
+    powers = np.array([1] * tracks + [2], dtype=np.int64)
+    summed = torch.from_numpy(_weighted_frame_gains(signal, weights.numpy(), powers, candidates, sample_rate))
+    plain = weights.reshape(tracks + 1, frames, FRAME).sum(-1)  # the same sums without compressor (G = 1)
+    summed = torch.cat([summed, plain[None]])[:, :, compared]  # (rows + 1, tracks + 1, compared frames)
+    cross, energy = summed[:, tracks - 1], summed[:, tracks]
+    if others:
+        u = static[others].reshape(tracks - 1, 2, frames, FRAME)[:, :, compared].permute(2, 0, 1, 3).flatten(-2)
+        y = target.reshape(2, frames, FRAME)[:, compared].permute(1, 0, 2).flatten(-2)
+        gram = u @ u.mT
+        lam = ridge * gram.diagonal(dim1=-2, dim2=-1).mean(0) + 1e-30
+        inverse = torch.linalg.inv(gram + torch.diag(lam))
+        solved_target = (inverse @ (u @ y[..., None]))[..., 0]  # (frames, others)
+        along = summed[:, :tracks - 1].transpose(1, 2)  # (rows + 1, frames, others): <u_j, v>
+        cross = cross - (along * solved_target).sum(-1)
+        energy = energy - (along * (inverse @ along[..., None])[..., 0]).sum(-1)
+    cross, energy = cross.sum(-1), energy.sum(-1).clamp_min(1e-300)
+    explained = cross.pow(2) / energy
+    return (explained[:-1] - explained[-1]) / energy[-1], cross[:-1] / energy[:-1]
+
+
 @dataclass(frozen=True)
 class CompressorFit:
     """One channel's fitted compressor (`fit_compressor`).
 
     Attributes:
-        on: the compressor explains the gain track (else the channel is left uncompressed).
-        settings: physical `COMPRESSOR_PARAMS` of the best start (the neutral ones when off).
+        on: the compressor explains the channel's waveform (else the channel is left uncompressed).
+        settings: physical `COMPRESSOR_PARAMS` of the best candidate (the neutral ones when off).
         gain_db: the constant the fit adds to the compressor's gain (the fader's
-            correction); when off, the track's weighted mean gain.
-        cost, cost_off: weighted squared misfits (dB^2) of the compressor and of a
-            constant gain.
+            correction); when off, the gain track's weighted mean.
+        explained: the best candidate's share of the channel's waveform (`explained_shares`).
     """
 
     on: bool
     settings: dict[str, float]
     gain_db: float
-    cost: float
-    cost_off: float
+    explained: float
 
 
-def _physical(theta: torch.Tensor, specs) -> torch.Tensor:
-    return torch.stack([spec.denormalize(torch.sigmoid(theta[..., i])) for i, spec in enumerate(specs)], dim=-1)
+def fit_compressor(x: np.ndarray, static: torch.Tensor, target: torch.Tensor, tracks: GainTracks, index: int,
+                   sample_rate: int) -> CompressorFit:
+    """Choose channel ``index``'s compressor, or none (see the module docstring).
 
-
-def fit_compressor(x: np.ndarray, tracks: GainTracks, index: int, sample_rate: int, iterations: int) -> CompressorFit:
-    """Fit a compressor to channel ``index``'s gain track (see the module docstring).
+    The candidates (`CANDIDATE_BELOW_PEAK_DB` times `CANDIDATE_RATIOS`) are judged by
+    `explained_shares` on the channel's `informative_segments`; the best one with a
+    plausible fader correction is kept when it explains at least `MIN_EXPLAINED_SHARE`.
 
     Args:
         x: float32 ``(channels, samples)``: the channel after its EQ, before the fader.
-        tracks: the measured gains (`frame_gains`).
+        static: ``(tracks, 2, samples)`` the channels' static contributions (`frame_gains`'
+            regressors).
+        target: ``(2, samples)`` the mix.
+        tracks: the measured gains (`frame_gains`), which say where the channel is heard.
         index: the channel.
         sample_rate: in Hz.
-        iterations: Levenberg-Marquardt iterations per start.
 
     Returns:
-        The best start's fit and the on/off decision.
+        The best candidate and the on/off decision.
     """
     observed = 20.0 * torch.log10(tracks.gain[index].clamp_min(1e-6))
-    weight = tracks.weight[index].clone()
+    weight = tracks.weight[index]
     segments = informative_segments(weight, sample_rate)
-    specs = [SPECS[name] for name in COMPRESSOR_PARAMS]
-    neutral = {name: spec.default for name, spec in zip(COMPRESSOR_PARAMS, specs, strict=True)}
-    if not segments:  # no frame where the channel is heard in the mix: nothing to fit
-        return CompressorFit(False, neutral, 0.0, 0.0, 0.0)
-    warmup = round(_WARMUP_S * sample_rate / FRAME)
-    pieces, fit_weight, fit_observed = [], [], []
-    for begin, end in segments:
-        pieces.append(x[:, begin * FRAME:end * FRAME])
-        w = weight[begin:end].clone()
-        if len(segments) > 1:
-            w[:min(warmup, len(w))] = 0.0
-        fit_weight.append(w)
-        fit_observed.append(observed[begin:end])
-    signal = np.concatenate(pieces, axis=-1)
-    weight, observed = torch.cat(fit_weight), torch.cat(fit_observed)
-    total = float(weight.sum())
-    if not total > 0.0:
-        return CompressorFit(False, neutral, 0.0, 0.0, 0.0)
-    off_gain = float((weight * observed).sum()) / total
-    cost_off = float((weight * (observed - off_gain).pow(2)).sum())
-    if not cost_off > 0.0:
-        return CompressorFit(False, neutral, off_gain, cost_off, cost_off)
+    neutral = {name: SPECS[name].default for name in COMPRESSOR_PARAMS}
+    total = float(sum(weight[begin:end].sum() for begin, end in segments))
+    if not total > 0.0:  # no frame where the channel is heard in the mix: nothing to fit
+        return CompressorFit(False, neutral, 0.0, 0.0)
+    off_gain = float(sum((weight[begin:end] * observed[begin:end]).sum() for begin, end in segments)) / total
+    signal = np.concatenate([x[:, begin * FRAME:end * FRAME] for begin, end in segments], axis=-1)
     peak_db = 20.0 * math.log10(max(float(np.abs(signal).max()), 1e-9))
-    # thresholds from the peak down to LOWEST_BELOW_PEAK_DB under it: further down, threshold, ratio and
-    # fader trade off against each other on a signal that is always compressed
-    lowest = min(max(peak_db - LOWEST_BELOW_PEAK_DB, specs[0].minimum), specs[0].maximum - 1.0)
-    specs[0] = specs[0].within(lowest, min(max(peak_db, lowest + 1.0), specs[0].maximum))
-    starts = torch.tensor([[peak_db - below, *(_START[name] for name in COMPRESSOR_PARAMS[1:])]
-                           for below in START_BELOW_PEAK_DB], dtype=torch.float64)
-    starts[:, 0] = starts[:, 0].clamp(specs[0].minimum + 0.5, specs[0].maximum - 0.5)
-    theta = torch.stack([logit(spec.normalize(starts[:, i])) for i, spec in enumerate(specs)], dim=-1)
-    root_weight = weight.sqrt()
-
-    def residuals(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        model = 20.0 * torch.log10(compressor_frame_gains(signal, _physical(theta, specs), sample_rate)
-                                   .clamp_min(1e-6))
-        difference = observed - model
-        offset = (weight * difference).sum(-1, keepdim=True) / total
-        return (difference - offset) * root_weight, offset[..., 0]
-
-    count, params = theta.shape
-    residual, offset = residuals(theta)
-    cost = residual.pow(2).sum(-1)
-    damping = torch.full((count,), 1e-2, dtype=torch.float64)
-    basis = _STEP * torch.eye(params, dtype=torch.float64)
-    jacobian = torch.empty(count, residual.shape[-1], params, dtype=torch.float64)
-    moved = torch.ones(count, dtype=torch.bool)  # starts whose Jacobian is out of date
-    for _ in range(iterations):
-        stale = moved.nonzero()[:, 0]
-        if len(stale):
-            perturbed, _ = residuals((theta[stale, None] + basis).reshape(-1, params))
-            jacobian[stale] = ((perturbed.reshape(len(stale), params, -1) - residual[stale, None]) / _STEP).mT
-        normal = jacobian.mT @ jacobian
-        scale = torch.diag_embed(normal.diagonal(dim1=-2, dim2=-1).clamp_min(1e-9))
-        step = torch.linalg.solve(normal + damping[:, None, None] * scale,
-                                  -(jacobian.mT @ residual[..., None]))[..., 0].clamp(-3.0, 3.0)
-        trial = theta + step
-        trial_residual, trial_offset = residuals(trial)
-        trial_cost = trial_residual.pow(2).sum(-1)
-        better = trial_cost < cost
-        theta = torch.where(better[:, None], trial, theta)
-        residual = torch.where(better[:, None], trial_residual, residual)
-        offset = torch.where(better, trial_offset, offset)
-        cost = torch.where(better, trial_cost, cost)
-        damping = torch.where(better, damping / 3.0, damping * 4.0).clamp(1e-9, 1e9)
-        moved = better
-    best = int(cost.argmin())
-    settings = dict(zip(COMPRESSOR_PARAMS, _physical(theta[best], specs).tolist(), strict=True))
-    on = (float(cost[best]) <= COMPRESSOR_ON_RATIO * cost_off and settings["ratio"] > 1.05
-          and abs(float(offset[best])) <= MAX_FADER_CORRECTION_DB)
-    if not on:
-        return CompressorFit(False, neutral, off_gain, float(cost[best]), cost_off)
-    return CompressorFit(True, settings, float(offset[best]), float(cost[best]), cost_off)
+    threshold = SPECS["threshold_db"]
+    if peak_db <= threshold.minimum:
+        return CompressorFit(False, neutral, off_gain, 0.0)
+    candidates = torch.tensor([[min(max(peak_db - below, threshold.minimum), threshold.maximum), ratio,
+                                *(_START[name] for name in COMPRESSOR_PARAMS[2:])]
+                               for below in CANDIDATE_BELOW_PEAK_DB for ratio in CANDIDATE_RATIOS],
+                              dtype=torch.float64)
+    warmup = round(_WARMUP_S * sample_rate / FRAME) if len(segments) > 1 else 0
+    compared = torch.cat([torch.arange(end - begin) >= warmup for begin, end in segments])
+    rows = torch.cat([static[..., begin * FRAME:end * FRAME] for begin, end in segments], dim=-1)
+    mix = torch.cat([target[..., begin * FRAME:end * FRAME] for begin, end in segments], dim=-1)
+    shares, gains = explained_shares(signal, rows, mix, index, compared, candidates, sample_rate)
+    correction = 20.0 * torch.log10(gains.clamp_min(1e-12))
+    shares = torch.where((gains > 0) & (correction.abs() <= MAX_FADER_CORRECTION_DB), shares, -math.inf)
+    best = int(shares.argmax())
+    if not float(shares[best]) >= MIN_EXPLAINED_SHARE:
+        return CompressorFit(False, neutral, off_gain, max(float(shares[best]), 0.0))
+    settings = dict(zip(COMPRESSOR_PARAMS, candidates[best].tolist(), strict=True))
+    return CompressorFit(True, settings, float(correction[best]), float(shares[best]))

@@ -135,8 +135,7 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
         p = with_reverb(p, reverb_fit)
     if config.fit_compressor:
         mask = limiter_gain_mask(parts.sum(0) + wet(parts, p, sample_rate), ceiling_dbtp, sample_rate)
-        p, compressor_fits = compressors(stems, reference, stereo, p, mask * parts, sample_rate,
-                                         config.compressor_iterations)
+        p, compressor_fits = compressors(stems, reference, stereo, p, mask * parts, sample_rate)
     return Start(p, reverb_fit, compressor_fits)
 
 
@@ -153,8 +152,8 @@ def with_reverb(p: ConsoleTensors, fit: ReverbFit) -> ConsoleTensors:
 
 
 def compressors(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, p: ConsoleTensors,
-                static: torch.Tensor, sample_rate: int, iterations: int) -> tuple[ConsoleTensors, list[CompressorFit]]:
-    """Fit a compressor per channel to its gain track (`dynamics`) and set the ones kept.
+                static: torch.Tensor, sample_rate: int) -> tuple[ConsoleTensors, list[CompressorFit]]:
+    """Choose a compressor per channel (`dynamics`) and set the ones kept.
 
     Args:
         stems: ``(tracks, 2, samples)``.
@@ -164,7 +163,6 @@ def compressors(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tens
         static: ``(tracks, 2, samples)`` the channels' uncompressed contributions under
             the limiter's gain.
         sample_rate: in Hz.
-        iterations: Levenberg-Marquardt iterations per start.
 
     Returns:
         ``p`` with the compressors kept (ratio above 1) and their faders corrected, and
@@ -178,7 +176,8 @@ def compressors(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tens
     fits = []
     for i in range(p.tracks):
         with torch_threads(1):
-            fit = fit_compressor(inputs[i, :2 if bool(stereo[i]) else 1].numpy(), tracks, i, sample_rate, iterations)
+            fit = fit_compressor(inputs[i, :2 if bool(stereo[i]) else 1].numpy(), static, reference, tracks, i,
+                                 sample_rate)
         fits.append(fit)
         if not fit.on:
             continue
