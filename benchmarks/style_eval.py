@@ -7,15 +7,19 @@ Usage::
 
 Songs: `mixdown.synth.synthetic` songs of ``SynthConfig(seed=1001)`` (`_heldout.heldout_config`:
 never a training seed; the conditioner trains on seed 14 at 22.05 kHz), 8 s, 2-11 stems,
-44.1 kHz. Each song is cut in two halves mixed with the same (true) settings, as
-Diff-MST evaluates:
+44.1 kHz, their true settings from ``--targets`` (default ``audio-styles``, the per-song
+style generator the conditioner trains on; ``class-table`` draws each stem's settings
+independently around the rules' table, so a reference carries no song-level style). Each
+song is cut in two halves mixed with the same (true) settings, as Diff-MST evaluates:
 
 * **reference** = the song's true mix over its first 4 s;
 * **input** = the stems of the last 4 s; **target** = those stems rendered with the true
   settings (`mixdown.console.render`), so the oracle's stereo loss is 0 by construction.
 
-Methods: ``rules``; ``estimator`` (= ``style`` without a reference); ``style`` learned;
-``style`` optimised (default budget); ``oracle`` (the true settings). Metrics per song:
+Methods: ``rules``; ``estimator``; ``no reference`` (``style`` without a reference: the
+conditioner's learned no-reference input, trained on the same songs; the issue's "same
+method without a reference"); ``style`` learned; ``style`` optimised (default budget);
+``oracle`` (the true settings). Metrics per song:
 
 * **stereo loss** to the target: `mixdown.losses.StereoLoss` with its defaults (the
   training loss, as ``benchmarks/estimator_eval.py``);
@@ -24,9 +28,9 @@ Methods: ``rules``; ``estimator`` (= ``style`` without a reference); ``style`` l
   The oracle's is the floor set by the two halves' different notes.
 
 Then **a reference from another song** (song ``i + 1``'s first 4 s for song ``i``): the
-style distance to that reference, per feature group, for the estimator (no reference)
-and both modes, and a plot of one song's balance and width against its reference (PNG,
-when matplotlib is installed).
+style distance to that reference, per feature group, for the estimator, the method without
+a reference and both modes, and a plot of one song's balance and width against its
+reference (PNG, when matplotlib is installed).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import shlex
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +57,10 @@ from mixdown.mixers.style import StyleMixer
 from mixdown.multitrack import Multitrack, Stem
 from mixdown.style.loss import style_distance, style_terms
 from mixdown.style.reference import reference_style
-from mixdown.synth.synthetic import generate_song
+from mixdown.synth.synthetic import TARGET_GENERATORS, generate_song
 
 RESULTS = Path(__file__).parent / "results" / "style.md"
-METHODS = ("rules", "estimator", "learned", "optimised", "oracle")
+METHODS = ("rules", "estimator", "no reference", "learned", "optimised", "oracle")
 BARS = {"learned": 0.15, "optimised": 0.25}
 """Issue 14: with a reference, better than the same method without one by these fractions of the stereo loss."""
 
@@ -74,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--songs", type=int, default=20)
     parser.add_argument("--cross-songs", type=int, default=10, help="songs given another song's reference")
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED)
+    parser.add_argument("--targets", choices=TARGET_GENERATORS, default="audio-styles",
+                        help="generator of the true settings (default audio-styles)")
     parser.add_argument("--weights", type=Path, help="conditioner weights (default: the shipped ones)")
     parser.add_argument("--budget-s", type=float, help="the optimised mode's budget (default: the method's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    synth = heldout_config(args.seed)
+    synth = replace(heldout_config(args.seed), targets=args.targets)
     half = synth.duration_s / 2
     style = StyleMixer(weights=args.weights, budget_s=args.budget_s)
-    rules = get_method("rules")
+    rules, estimator = get_method("rules"), get_method("estimator")
     loss_fn = StereoLoss()
     loss = {m: [] for m in METHODS}
     distance = {m: [] for m in METHODS}
@@ -93,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     def outputs(multitrack: Multitrack, reference: np.ndarray | None) -> dict[str, object]:
         out = {}
         style.mode = "learned"
-        out["estimator"] = style.run(multitrack).params
+        out["estimator"] = estimator.run(multitrack).params
+        out["no reference"] = style.run(multitrack).params
         out["learned"] = style.run(multitrack, reference=reference).params
         style.mode = "optimised"
         result = style.run(multitrack, reference=reference)
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{m} {loss[m][-1]:.3f}/{distance[m][-1]:.3f}" for m in METHODS), file=sys.stderr,
               flush=True)
 
-    cross_methods = ("estimator", "learned", "optimised")
+    cross_methods = ("estimator", "no reference", "learned", "optimised")
     cross = {m: [] for m in cross_methods}
     cross_terms: dict[str, dict[str, list[float]]] = {m: {} for m in cross_methods}
     plot_data = None
@@ -150,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {platform.machine()}, 2 cores shared with other jobs, Python {platform.python_version()}, "
         f"torch {torch.__version__}; took {(time.perf_counter() - began) / 60:.1f} min.",
         "",
-        f"Held out: {args.songs} synthetic songs of SynthConfig seed {args.seed}, {synth.duration_s:g} s, 2-11 stems, "
-        f"44.1 kHz. Reference = the true mix of the first {half:g} s; input = the stems of the last {half:g} s; "
+        f"Held out: {args.songs} synthetic songs of SynthConfig seed {args.seed}, targets `{args.targets}`, "
+        f"{synth.duration_s:g} s, 2-11 stems, 44.1 kHz. Reference = the true mix of the first {half:g} s; input = the stems of the last {half:g} s; "
         "target = those stems rendered with the true settings (so the oracle's stereo loss is 0). "
         f"Optimised mode: budget {style.config.budget_s:g} s, at most {style.config.max_steps} steps "
         f"(descent time median {statistics.median(descent_s):.1f} s).",
@@ -162,16 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     for m in METHODS:
         lines.append(f"| {m} | {mean[m]:.3f} | {statistics.median(loss[m]):.3f} | "
                      f"{statistics.fmean(distance[m]):.3f} | {statistics.median(distance[m]):.3f} |")
-    lines += ["", "Stereo loss with a reference against the same method without one (the estimator), "
+    lines += ["", "Stereo loss with a reference against the same method without one (`no reference`), "
               "1 - loss / loss without, means over songs:", ""]
     for m in ("learned", "optimised"):
-        gain, wins = relative_improvement(loss[m], loss["estimator"])
+        gain, wins = relative_improvement(loss[m], loss["no reference"])
         verdict = "meets" if gain >= BARS[m] else "misses"
-        lines.append(f"- {m} vs estimator: {100 * gain:+.1f} % ({wins}/{args.songs} songs better); "
+        lines.append(f"- {m} vs no reference: {100 * gain:+.1f} % ({wins}/{args.songs} songs better); "
                      f"{verdict} the issue's {100 * BARS[m]:.0f} % bar")
-    for m in ("learned", "optimised"):
-        gain, wins = relative_improvement(loss[m], loss["rules"])
-        lines.append(f"- {m} vs rules: {100 * gain:+.1f} % ({wins}/{args.songs} songs better)")
+    for base in ("estimator", "rules"):
+        for m in ("learned", "optimised"):
+            gain, wins = relative_improvement(loss[m], loss[base])
+            lines.append(f"- {m} vs {base}: {100 * gain:+.1f} % ({wins}/{args.songs} songs better)")
     lines += ["", f"## A reference from another song ({args.cross_songs} songs: song i's stems, song i+1's mix)", "",
               "Style distance to the other song's reference (lower is closer), mean over songs, and per feature "
               "group (scaled: 1 = one audible step, `mixdown.style.loss.STYLE_SCALES`):", ""]
@@ -181,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {m} | {statistics.fmean(cross[m]):.3f} | "
                      + " | ".join(f"{statistics.fmean(cross_terms[m][g]):.3f}" for g in groups) + " |")
     for m in ("learned", "optimised"):
-        closer = sum(a < b for a, b in zip(cross[m], cross["estimator"], strict=True))
+        closer = sum(a < b for a, b in zip(cross[m], cross["no reference"], strict=True))
+        share = 1 - statistics.fmean(cross[m]) / statistics.fmean(cross["no reference"])
         lines.append("")
-        lines.append(f"- {m}: {100 * (1 - statistics.fmean(cross[m]) / statistics.fmean(cross['estimator'])):+.1f} % "
-                     f"closer than the estimator on average; closer on {closer}/{args.cross_songs} songs")
+        lines.append(f"- {m}: {100 * share:+.1f} % closer than without a reference on average; closer on "
+                     f"{closer}/{args.cross_songs} songs")
     png = args.out.with_suffix(".png")
     if plot_data is not None and _plot(plot_data, png):
         lines += ["", f"![balance and width of song 0 against song 1's reference]({png.name})"]
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(data, path: Path) -> bool:
-    """Balance and width per band of the three mixes and the reference; False without matplotlib."""
+    """Balance and width per band of the mixes and the reference; False without matplotlib."""
     try:
         import matplotlib
 

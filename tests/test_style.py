@@ -267,14 +267,19 @@ def test_conditioner_starts_as_the_estimator_and_round_trips(tmp_path: Path) -> 
     with torch.no_grad():
         plain = estimator.model.estimate(stems, mask, instruments)
         conditioned = conditioned_estimate(estimator.model, fresh, inputs, reference)
+        unreferenced = conditioned_estimate(estimator.model, fresh, inputs, None)
     assert torch.allclose(conditioned.normalized, plain.normalized, atol=1e-6)  # zero-initialised corrections
+    assert torch.allclose(unreferenced.normalized, plain.normalized, atol=1e-6)
     torch.nn.init.normal_(fresh.channel[-1].weight)
+    torch.nn.init.normal_(fresh.null_reference)
     save_conditioner(fresh, tmp_path / "c.pt")
     again = load_conditioner(tmp_path / "c.pt")
     with torch.no_grad():
-        a = conditioned_estimate(estimator.model, fresh.eval(), inputs, reference).normalized
-        b = conditioned_estimate(estimator.model, again, inputs, reference).normalized
+        a, b = (conditioned_estimate(estimator.model, model, inputs, reference).normalized for model in (fresh.eval(), again))
+        a_none, b_none = (conditioned_estimate(estimator.model, model, inputs, None).normalized
+                          for model in (fresh, again))
     assert torch.equal(a, b) and not torch.allclose(a, plain.normalized)
+    assert torch.equal(a_none, b_none) and not torch.allclose(a_none, a)  # the learned "no reference" input
 
 
 def test_style_method_with_and_without_reference() -> None:

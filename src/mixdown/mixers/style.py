@@ -10,8 +10,9 @@ never mixed in (`mixdown.style`). Two modes, one option (``mode``):
   reverb sends and decay on the style distance to the reference
   (`mixdown.style.optimise`), within ``budget_s`` seconds, keeping the best iterate.
 
-Without a reference the method gives the estimator's settings (the conditioner is off),
-so "the same method without a reference" is the estimator. The reference passed to
+Without a reference the conditioner runs with its learned "no reference" input
+(`mixdown.style.conditioned`), trained on the same songs: that is "the same method
+without a reference", and nothing is optimised. The reference passed to
 `run` is at the stems' sample rate (`mixdown.style.reference.load_style_reference`
 reads a file at any rate); it is checked (stereo, not silent, at least
 `mixdown.style.reference.MIN_REFERENCE_S` long) before any work.
@@ -71,11 +72,7 @@ class StyleMixer:
         from mixdown.style.optimise import optimise_style
         from mixdown.style.reference import reference_style
 
-        if reference is None:
-            params = self.estimator.predict(multitrack)
-            params.method = self.name
-            return MethodOutput(params=params, info={"reference": False})
-        style = reference_style(reference, multitrack.sample_rate)
+        style = None if reference is None else reference_style(reference, multitrack.sample_rate)
         base = self.estimator.model
         stems, active = self.estimator.analysis_batch(multitrack)
         excerpts, tracks = active.shape
@@ -85,12 +82,12 @@ class StyleMixer:
         with torch.no_grad():
             inputs = conditioner_inputs(base, stems, mask, instruments, stereo.expand(excerpts, -1))
             estimate = conditioned_estimate(base, self.conditioner, inputs,
-                                            style.vector().float().expand(excerpts, -1))
+                                            None if style is None else style.vector().float().expand(excerpts, -1))
             weights = torch.where(active.any(dim=0, keepdim=True), active, torch.ones_like(active)).float()
             normalized = (estimate.normalized * weights[..., None]).sum(0) / weights.sum(0)[:, None]
             settings = base.to_console(normalized[None], estimate.master_normalized.mean(0)[None], mask[:1])
-        info: dict = {"reference": True, "mode": self.mode}
-        if self.mode == "optimised":
+        info: dict = {"reference": style is not None, "mode": self.mode}
+        if self.mode == "optimised" and style is not None:
             settings, report = optimise_style(stems, stereo, settings, style, self.config, progress)
             info.update(style_distance_start=round(report.start_distance, 4),
                         style_distance=round(report.distance, 4), steps=report.steps,

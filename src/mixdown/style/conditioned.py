@@ -14,11 +14,14 @@ It corrects only what a mix-level style can tell (`CORRECTED`: faders, pans, rev
 sends and the reverb decay); the estimator's track embeddings are left out of its
 inputs, since with them it overfits the few hundred training songs at once. Its last
 layers start at zero, so an untrained conditioner gives exactly the estimator's
-settings, and without a reference the method is the estimator (`estimate_with_reference`
-with ``reference=None``). Trained as Diff-MST is (`mixdown.style.train`): two segments of
-one synthetic song mixed with the same settings; one segment's mix is the reference,
-the other's stems go in; the loss is the estimator's parameter loss against the true
-settings (cheap: the frozen estimator's outputs are cached once).
+settings. Without a reference the encoder's output is a learned vector
+(``null_reference``), trained on the same examples with their references left out: "the
+same method without a reference" is this model, trained on the same songs, not the
+estimator alone (whose training targets may come from another generator). Trained as
+Diff-MST is (`mixdown.style.train`): two segments of one synthetic song mixed with the
+same settings; one segment's mix is the reference, the other's stems go in; the loss is
+the estimator's parameter loss against the true settings (cheap: the frozen estimator's
+outputs are cached once).
 
 Checkpoints follow `mixdown.models`' plain-dict format (``model_name`` ``"style_conditioner"``,
 loaded with ``weights_only=True``) and hold the conditioner only; the estimator is the
@@ -104,7 +107,7 @@ class ReferenceConditioner(nn.Module):
     """Logit corrections from a reference's style (see the module docstring).
 
     Shape:
-        inputs: `ConditionerInputs`; reference: ``(batch, STYLE_DIM)``.
+        inputs: `ConditionerInputs`; reference: ``(batch, STYLE_DIM)``, or None for no reference.
         Output: ``(channel (batch, tracks, N_CHANNEL_PARAMS), master (batch, N_MASTER_PARAMS))``.
     """
 
@@ -113,6 +116,7 @@ class ReferenceConditioner(nn.Module):
         self.config = config
         hidden = config.hidden
         self.reference_encoder = mlp([2 * STYLE_DIM, hidden, hidden])
+        self.null_reference = nn.Parameter(torch.zeros(hidden))
         self.channel = mlp([hidden + N_CHANNEL_PARAMS + N_BANDS, hidden, hidden, N_CHANNEL_PARAMS])
         self.master = mlp([hidden + N_MASTER_PARAMS, hidden, N_MASTER_PARAMS])
         from mixdown.params import head_outputs
@@ -128,12 +132,17 @@ class ReferenceConditioner(nn.Module):
             nn.init.zeros_(last.bias)
         self.register_buffer("style_scale", _style_scale(), persistent=False)
 
-    def forward(self, inputs: ConditionerInputs, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, inputs: ConditionerInputs,
+                reference: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         batch, tracks, _ = inputs.tracks.shape
-        if reference.shape != (batch, STYLE_DIM):
-            raise ValueError(f"expected a reference style of shape ({batch}, {STYLE_DIM}), got {tuple(reference.shape)}")
-        ref = reference / self.style_scale
-        encoded = self.reference_encoder(torch.cat([ref, ref - inputs.base_style / self.style_scale], dim=-1))
+        if reference is None:
+            encoded = self.null_reference.expand(batch, -1)
+        else:
+            if reference.shape != (batch, STYLE_DIM):
+                raise ValueError(f"expected a reference style of shape ({batch}, {STYLE_DIM}), "
+                                 f"got {tuple(reference.shape)}")
+            ref = reference / self.style_scale
+            encoded = self.reference_encoder(torch.cat([ref, ref - inputs.base_style / self.style_scale], dim=-1))
         per_track = torch.cat([encoded[:, None].expand(-1, tracks, -1), torch.sigmoid(inputs.channel_logits),
                                inputs.shares], dim=-1)
         channel = self.channel(per_track) * inputs.mask[..., None] * self.channel_mask
@@ -184,9 +193,10 @@ def conditioner_inputs(base: Estimator, stems: torch.Tensor, mask: torch.Tensor,
 
 def conditioned_estimate(base: Estimator, conditioner: ReferenceConditioner | None, inputs: ConditionerInputs,
                          reference: torch.Tensor | None) -> ParamEstimate:
-    """The settings: the estimator's, corrected by ``conditioner`` when a ``reference`` style is given."""
+    """The settings: the estimator's, corrected by ``conditioner`` (with ``reference``'s style, or
+    without a reference when it is None); the estimator's alone when ``conditioner`` is None."""
     channel, master = inputs.channel_logits, inputs.master_logits
-    if conditioner is not None and reference is not None:
+    if conditioner is not None:
         delta_channel, delta_master = conditioner(inputs, reference)
         channel, master = channel + delta_channel, master + delta_master
     normalized, master_normalized = torch.sigmoid(channel), torch.sigmoid(master)

@@ -7,9 +7,11 @@ the *other* half's stems go in, as ``excerpt_s``-second excerpts (the estimator'
 analysis length). The frozen estimator's outputs, its mix's style and the reference's
 style are computed once per example (`cache_examples`); training then fits the
 conditioner alone on the estimator's parameter loss against the true settings
-(`mixdown.models.estimator.Estimator.parameter_loss`), in batches of songs with equal
-track counts. The last ``val_songs`` songs are held out; the reported validation figure
-is the parameter loss with and without the reference.
+(`mixdown.models.estimator.Estimator.parameter_loss`), each example both with its
+reference and without one (the conditioner's ``null_reference``), in batches of songs
+with equal track counts. The last ``val_songs`` songs are held out; the reported
+validation figures are the parameter loss with the reference, without it, and of the
+estimator alone; the epoch kept is the one with the lowest sum of the first two.
 
 Run with ``mixdown train configs/estimator_reference.yaml``.
 """
@@ -173,19 +175,22 @@ def _collate(batch: list[Example]) -> tuple[ConditionerInputs, torch.Tensor, Con
     return inputs, torch.cat([ex.reference for ex in batch]), ConsoleTensors.from_params([ex.truth for ex in batch])
 
 
-def batch_loss(base: Any, conditioner: ReferenceConditioner | None, batch: list[Example]) -> torch.Tensor:
-    """Mean parameter loss of a batch (the estimator's alone when ``conditioner`` is None)."""
+def batch_loss(base: Any, conditioner: ReferenceConditioner | None, batch: list[Example],
+               with_reference: bool = True) -> torch.Tensor:
+    """Mean parameter loss of a batch: the conditioned estimate with the examples' references, or
+    without a reference (``with_reference=False``); the estimator's alone when ``conditioner`` is None."""
     inputs, reference, truth = _collate(batch)
-    estimate = conditioned_estimate(base, conditioner, inputs, reference if conditioner is not None else None)
+    estimate = conditioned_estimate(base, conditioner, inputs, reference if with_reference else None)
     return base.parameter_loss(estimate, truth, inputs.mask).mean()
 
 
-def evaluate(base: Any, conditioner: ReferenceConditioner | None, examples: list[Example]) -> float:
-    """Mean parameter loss over ``examples``."""
+def evaluate(base: Any, conditioner: ReferenceConditioner | None, examples: list[Example],
+             with_reference: bool = True) -> float:
+    """Mean parameter loss over ``examples`` (see `batch_loss`)."""
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in _batches(examples, 64, None):
-            total += float(batch_loss(base, conditioner, batch)) * len(batch)
+            total += float(batch_loss(base, conditioner, batch, with_reference)) * len(batch)
             count += len(batch)
     return total / max(count, 1)
 
@@ -217,8 +222,13 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
                                                          hidden=recipe.hidden))
     optimiser = torch.optim.AdamW(conditioner.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     rng = np.random.default_rng(recipe.seed)
-    without = evaluate(base, None, val_set)
-    best = (evaluate(base, conditioner, val_set), {k: v.clone() for k, v in conditioner.state_dict().items()}, 0)
+    estimator_only = evaluate(base, None, val_set)
+
+    def validation() -> tuple[float, float]:
+        return evaluate(base, conditioner, val_set), evaluate(base, conditioner, val_set, with_reference=False)
+
+    scores = validation()
+    best = (scores, {k: v.clone() for k, v in conditioner.state_dict().items()}, 0)
     steps_per_epoch = len(_batches(train_set, recipe.batch_size, None))
     total_steps = max(1, recipe.epochs * steps_per_epoch)
     step = 0
@@ -229,20 +239,23 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
             for group in optimiser.param_groups:
                 group["lr"] = lr
             optimiser.zero_grad()
-            loss = batch_loss(base, conditioner, batch)
+            loss = batch_loss(base, conditioner, batch) + batch_loss(base, conditioner, batch, with_reference=False)
             loss.backward()
             optimiser.step()
             step += 1
         conditioner.eval()
-        val = evaluate(base, conditioner, val_set)
-        if val < best[0]:
-            best = (val, {k: v.clone() for k, v in conditioner.state_dict().items()}, epoch)
+        scores = validation()
+        if sum(scores) < sum(best[0]):
+            best = (scores, {k: v.clone() for k, v in conditioner.state_dict().items()}, epoch)
         if log is not None:
-            log(f"epoch {epoch}: val parameter loss {val:.4f} (estimator without reference {without:.4f})")
+            log(f"epoch {epoch}: val parameter loss with reference {scores[0]:.4f}, without {scores[1]:.4f} "
+                f"(estimator alone {estimator_only:.4f})")
         if progress is not None:
             progress(0.5 + 0.5 * epoch / recipe.epochs, 1.0)
     conditioner.load_state_dict(best[1])
-    info = {"val_param_loss_without_reference": round(without, 5), "val_param_loss_with_reference": round(best[0], 5),
+    info = {"val_param_loss_estimator": round(estimator_only, 5),
+            "val_param_loss_with_reference": round(best[0][0], 5),
+            "val_param_loss_without_reference": round(best[0][1], 5),
             "best_epoch": best[2], "train_examples": len(train_set), "val_examples": len(val_set),
             "seconds": round(time.perf_counter() - began, 1)}
     if recipe.export is not None:
