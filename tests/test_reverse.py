@@ -317,6 +317,17 @@ def test_never_returns_a_loss_above_its_start(band, monkeypatch):
     assert all(c.gain_db > -29.0 and c.pan > -0.99 for c in estimate.channels)
 
 
+def test_never_worse_than_the_neutral_mix(band):
+    """A mix the console cannot represent (the stems' sum through a hard saturator, as real projects' own
+    effects are): the fit is never worse than unity faders, centred, by the reported loss."""
+    mono = render(band, ConsoleParams(channels=[ChannelParams(n) for n in band.names],
+                                      master=MasterParams(target_lufs=None, ceiling_dbtp=None), sample_rate=SR))
+    reference = (np.tanh(12.0 * mono[::-1].copy()) * 0.5).astype(np.float32)  # channels swapped, saturated
+    _, report = fit(band, reference, replace(FAST, steps=2, excerpt_s=0.5, warm_start=True))
+    assert report.start in ("least squares", "estimator", "neutral")
+    assert report.final_loss <= min(report.neutral_loss, report.initial_loss)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_refinement_only_lowers_its_residual_and_is_exact_at_the_truth(band, seed):
     """Levenberg-Marquardt takes only improving steps (its best iterate is its last), and at the true

@@ -28,6 +28,9 @@ matches the mix. Four stages:
    the waveform compared after a pre-emphasis. Only steps that lower the residual are
    taken, so it returns its best iterate; and the settings returned are never worse
    than the start by the reported loss (the start is returned otherwise).
+   Unity faders, centred and unprocessed (`neutral_start`, at the reference's level) are
+   returned instead when their reported loss is lower still: the fit is never worse than
+   doing nothing (on real songs whose effects the console cannot represent, it can be).
 
 What a mix does not determine, and how it is fixed:
 
@@ -146,7 +149,7 @@ __all__ = [
     "FreeParameter", "ProgressCallback", "ReverseConfig", "ReverseMethod", "ReverseReport", "analysis_window",
     "band_responses", "check_reference", "estimator_start", "fit", "fit_standard_eq", "fitted_band_spec",
     "fitted_params", "fixed_reason", "free_parameters", "initial_settings", "least_squares_filters",
-    "levenberg_marquardt",
+    "levenberg_marquardt", "neutral_start",
     "load_reference", "master_from_reference", "matched_loss", "neutral_settings", "pans_from_filters",
     "render_unnormalised", "reverse_engineer",
 ]
@@ -178,6 +181,26 @@ def fitted_params(p: ConsoleTensors, multitrack: Multitrack, target_lufs: float 
     params.master.ceiling_dbtp = ceiling_dbtp
     params.validate()
     return params
+
+
+def neutral_start(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, start: ConsoleTensors,
+                  sample_rate: int) -> ConsoleTensors:
+    """Unity faders, centred, unprocessed (`neutral_settings`) at the reference's level: what `fit`
+    returns when its fit explains the mix worse than that (seen on real LMMS songs whose effects the
+    console cannot represent).
+
+    Args:
+        stems, reference, stereo: the analysis window (as `fit` holds them).
+        start: the least-squares start (its master is kept).
+        sample_rate: in Hz.
+
+    Returns:
+        Batch-1 settings without EQ bands, their faders moved together by the common gain
+        that brings their mix closest to the reference.
+    """
+    neutral = neutral_settings(start)
+    offset = gain_offset_db(contributions(stems, neutral, stereo, sample_rate).sum(0), reference)
+    return replace(neutral, gain_db=fader_in_range(neutral.gain_db + offset))
 
 
 def estimator_start(multitrack: Multitrack, stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor,
@@ -253,15 +276,18 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
                       p.ratio[0] > COMPRESSOR_OFF_RATIO, excerpts, gain_mask, sample_rate, iterations,
                       config.refine_prior_weight, config.seed, deadline, progress)
 
+    def scored(p: ConsoleTensors) -> tuple[float, ConsoleParams]:
+        params = fitted_params(p, multitrack, target_lufs, ceiling)
+        return matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]), sample_rate,
+                            ref_lufs), params
+
     if config.warm_start:
         candidate = estimator_start(multitrack, stems, ref, stereo, start, sample_rate)
         if candidate is not None and refinement(candidate, 0).losses[0] < refinement(start, 0).losses[0]:
             start, chosen = candidate, "estimator"
-    start_params = fitted_params(start, multitrack, target_lufs, ceiling)
     ref_lufs = integrated_loudness(ref[None].double(), sample_rate)
-    neutral_loss = matched_loss(loss, stems, ref, stereo, neutral_settings(start), sample_rate, ref_lufs)
-    initial_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([start_params]), sample_rate,
-                                ref_lufs)
+    initial_loss, start_params = scored(start)
+    neutral_loss, neutral_params = scored(neutral_start(stems, ref, stereo, start, sample_rate))
     least_squares_s = time.perf_counter() - began
     result = refinement(start, config.steps)
     fitted, reverb = result.settings, stage.reverb
@@ -273,6 +299,8 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
     final_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]), sample_rate, ref_lufs)
     if not final_loss <= initial_loss:  # never worse than the start (NaN included)
         params, final_loss = start_params, initial_loss
+    if neutral_loss < final_loss:  # the console explains this mix worse than doing nothing
+        params, final_loss, chosen = neutral_params, neutral_loss, "neutral"
     unidentifiable = dict(identifiability(result, multitrack.names))
     if reverb is not None:
         for name, flat in zip(multitrack.names, undetermined_sends(reverb), strict=True):

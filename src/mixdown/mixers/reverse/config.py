@@ -90,7 +90,7 @@ class ReverseReport:
         neutral_loss: of unity gains, centred, unprocessed (the ``mono`` baseline).
         initial_loss: of the start the refinement began from.
         final_loss: of the returned settings; never above ``initial_loss`` (the start is
-            returned when the refinement did not lower the loss).
+            returned when the refinement did not lower the loss) nor ``neutral_loss``.
         steps: refinement iterations taken.
         least_squares_s: wall time until the refinement starts (checks, least squares, EQ
             fit, reverb and compressor fits, the choice of start, the first two losses).
@@ -99,7 +99,8 @@ class ReverseReport:
             ``steps`` or the budget).
         losses: the refinement's relative residual energy, at the start and after each
             iteration.
-        start: the start kept: ``"least squares"`` or ``"estimator"``.
+        start: the start kept: ``"least squares"`` or ``"estimator"``; ``"neutral"`` when
+            unity faders, centred and unprocessed, beat the fit and were returned.
         unidentifiable: per channel name, the settings the mix does not determine (their
             paths in the channel's settings, e.g. ``"eq[1].gain_db"``,
             ``"compressor.attack_ms"``, ``"reverb_send_db"``); channels with none are left
