@@ -175,24 +175,27 @@ def _collate(batch: list[Example]) -> tuple[ConditionerInputs, torch.Tensor, Con
     return inputs, torch.cat([ex.reference for ex in batch]), ConsoleTensors.from_params([ex.truth for ex in batch])
 
 
-def batch_loss(base: Any, conditioner: ReferenceConditioner | None, batch: list[Example],
-               with_reference: bool = True) -> torch.Tensor:
-    """Mean parameter loss of a batch: the conditioned estimate with the examples' references, or
-    without a reference (``with_reference=False``); the estimator's alone when ``conditioner`` is None."""
+def batch_losses(base: Any, conditioner: ReferenceConditioner | None,
+                 batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean parameter losses of a batch ``(with the examples' references, without a reference)``,
+    from one collation; both are the estimator's alone when ``conditioner`` is None."""
     inputs, reference, truth = _collate(batch)
-    estimate = conditioned_estimate(base, conditioner, inputs, reference if with_reference else None)
-    return base.parameter_loss(estimate, truth, inputs.mask).mean()
+    with_reference, without = (
+        base.parameter_loss(conditioned_estimate(base, conditioner, inputs, style), truth, inputs.mask).mean()
+        for style in (reference, None))
+    return with_reference, without
 
 
-def evaluate(base: Any, conditioner: ReferenceConditioner | None, examples: list[Example],
-             with_reference: bool = True) -> float:
-    """Mean parameter loss over ``examples`` (see `batch_loss`)."""
-    total, count = 0.0, 0
+def evaluate(base: Any, conditioner: ReferenceConditioner | None, examples: list[Example]) -> tuple[float, float]:
+    """Mean parameter losses over ``examples``, with and without the references (see `batch_losses`)."""
+    with_reference, without, count = 0.0, 0.0, 0
     with torch.no_grad():
         for batch in _batches(examples, 64, None):
-            total += float(batch_loss(base, conditioner, batch, with_reference)) * len(batch)
+            losses = batch_losses(base, conditioner, batch)
+            with_reference += float(losses[0]) * len(batch)
+            without += float(losses[1]) * len(batch)
             count += len(batch)
-    return total / max(count, 1)
+    return with_reference / max(count, 1), without / max(count, 1)
 
 
 def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = None,
@@ -222,12 +225,8 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
                                                          hidden=recipe.hidden))
     optimiser = torch.optim.AdamW(conditioner.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     rng = np.random.default_rng(recipe.seed)
-    estimator_only = evaluate(base, None, val_set)
-
-    def validation() -> tuple[float, float]:
-        return evaluate(base, conditioner, val_set), evaluate(base, conditioner, val_set, with_reference=False)
-
-    scores = validation()
+    estimator_only = evaluate(base, None, val_set)[0]
+    scores = evaluate(base, conditioner, val_set)
     best = (scores, {k: v.clone() for k, v in conditioner.state_dict().items()}, 0)
     steps_per_epoch = len(_batches(train_set, recipe.batch_size, None))
     total_steps = max(1, recipe.epochs * steps_per_epoch)
@@ -239,12 +238,11 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
             for group in optimiser.param_groups:
                 group["lr"] = lr
             optimiser.zero_grad()
-            loss = batch_loss(base, conditioner, batch) + batch_loss(base, conditioner, batch, with_reference=False)
-            loss.backward()
+            sum(batch_losses(base, conditioner, batch)).backward()
             optimiser.step()
             step += 1
         conditioner.eval()
-        scores = validation()
+        scores = evaluate(base, conditioner, val_set)
         if sum(scores) < sum(best[0]):
             best = (scores, {k: v.clone() for k, v in conditioner.state_dict().items()}, epoch)
         if log is not None:

@@ -149,9 +149,8 @@ __all__ = [
     "FreeParameter", "ProgressCallback", "ReverseConfig", "ReverseMethod", "ReverseReport", "analysis_window",
     "band_responses", "check_reference", "estimator_start", "fit", "fit_standard_eq", "fitted_band_spec",
     "fitted_params", "fixed_reason", "free_parameters", "initial_settings", "least_squares_filters",
-    "levenberg_marquardt", "neutral_start",
-    "load_reference", "master_from_reference", "matched_loss", "neutral_settings", "pans_from_filters",
-    "render_unnormalised", "reverse_engineer",
+    "levenberg_marquardt", "load_reference", "master_from_reference", "matched_loss", "neutral_settings",
+    "neutral_start", "pans_from_filters", "render_unnormalised", "reverse_engineer",
 ]
 
 METHOD_NAME = "reverse"
