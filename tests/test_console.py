@@ -17,6 +17,7 @@ from mixdown.console import (
     render_tensor,
     strip_buses,
 )
+from mixdown.dsp import reverb as reverb_module
 from mixdown.dsp.limiter import true_peak_dbtp
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.multitrack import Multitrack
@@ -87,13 +88,18 @@ def test_streaming_render_equals_differentiable_render(chunk_frames):
 
 
 @pytest.mark.parametrize("chunk_frames", [5000, 16384, 70001])
-def test_streamed_reverb_equals_differentiable_render(chunk_frames):
+@pytest.mark.parametrize("fft_frames", [1, reverb_module.STREAM_FFT_FRAMES])
+def test_streamed_reverb_equals_differentiable_render(chunk_frames, fft_frames, monkeypatch):
     """A reverb response (2.5 s) several chunks long: the streamed render (overlap-add, the tail carried
-    across chunks) equals the whole-signal render (one FFT)."""
+    across reverb blocks, which are not the strips' chunks) equals the whole-signal render (one FFT)."""
+    monkeypatch.setattr(reverb_module, "STREAM_FFT_FRAMES", fft_frames)
     multitrack = _multitrack(seconds=4.0)
     params = _full_chain(multitrack)
     params.master.reverb = ReverbParams(decay_s=2.5, predelay_ms=33.0)
     assert 2.5 * SR > 1.5 * max(chunk_frames, 5000)
+    taps = round(0.033 * SR) + math.ceil(2.5 * SR)
+    blocks = -(-multitrack.num_frames // reverb_module.stream_block_frames(taps))
+    assert blocks == (2 if fft_frames == 1 else 1)
     streamed = render(multitrack, params, chunk_frames=chunk_frames)
     p = ConsoleTensors.from_params([params])
     whole = render_tensor(torch.from_numpy(multitrack.to_array())[None], p,
@@ -167,6 +173,28 @@ def test_gradients_reach_every_parameter():
     for name in trainable:
         grad = getattr(p, name).grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_render_without_strip_gradients_is_the_same_mix_with_the_same_fader_gradients():
+    multitrack = _multitrack(seconds=0.5)
+    stems = torch.from_numpy(multitrack.to_array())[None]
+    stereo = torch.from_numpy(multitrack.stereo_mask())[None]
+    grads, mixes = [], []
+    for strip_grad in (True, False):
+        p = ConsoleTensors.from_params([_full_chain(multitrack)])
+        for name in ("gain_db", "pan", "eq_gain_db", "threshold_db", "reverb_send_db"):
+            getattr(p, name).requires_grad_(True)
+        p.target_lufs = torch.tensor([math.nan])
+        mix = render_tensor(stems, p, stereo, SR, strip_grad=strip_grad)
+        mix.pow(2).mean().backward()
+        mixes.append(mix.detach())
+        grads.append({name: getattr(p, name).grad for name in ("gain_db", "pan", "eq_gain_db", "threshold_db",
+                                                               "reverb_send_db")})
+    torch.testing.assert_close(mixes[1], mixes[0], rtol=1e-5, atol=1e-6)  # the no-grad compressor: another kernel
+    for name in ("gain_db", "pan", "reverb_send_db"):  # after the strips: unchanged
+        torch.testing.assert_close(grads[1][name], grads[0][name])
+    assert grads[0]["eq_gain_db"].abs().sum() > 0 and grads[0]["threshold_db"].abs().sum() > 0
+    assert grads[1]["eq_gain_db"] is None and grads[1]["threshold_db"] is None
 
 
 def test_params_round_trip_through_tensors():

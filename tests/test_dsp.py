@@ -25,9 +25,11 @@ from mixdown.dsp.limiter import limit, true_peak_dbtp
 from mixdown.dsp.loudness import LoudnessMeter, integrated_loudness
 from mixdown.dsp.pan import pan, pan_gains, pan_matrix
 from mixdown.dsp.reverb import (
+    STREAM_FFT_FRAMES,
     fft_convolve,
     impulse_response,
     reverb,
+    stream_block_frames,
 )
 
 SR = 44100
@@ -356,6 +358,16 @@ def test_reverb_impulse_response_decays_60db_in_decay_time():
     late = energy[int(0.9 * 8000):int(0.95 * 8000)].mean()
     decay_db_per_s = 10 * math.log10(float(early / late)) / (0.925 - 0.025)
     assert decay_db_per_s == pytest.approx(60.0, rel=0.15)
+
+
+@pytest.mark.parametrize("taps", [1, 1000, 71442, STREAM_FFT_FRAMES // 2, STREAM_FFT_FRAMES // 2 + 1, 400000])
+def test_stream_blocks_fill_power_of_two_ffts(taps):
+    """A streamed block plus the response's tail is exactly one FFT of at least STREAM_FFT_FRAMES points,
+    at least half of it new signal."""
+    block = stream_block_frames(taps)
+    size = block + taps - 1
+    assert size & (size - 1) == 0 and size >= STREAM_FFT_FRAMES
+    assert block >= size // 2 + 1
 
 
 def test_reverb_streaming_equals_one_block():

@@ -16,6 +16,8 @@ import mixdown.dsp.limiter as limiter_module
 from mixdown.console import ConsoleTensors, render, render_tensor
 from mixdown.dsp.limiter import SAFETY_MARGIN_DB, limit, limiter_gain
 from mixdown.dsp.true_peak import (
+    _exact_peaks,
+    _quarter_bank,
     bs1770_bank,
     bs1770_oversampling,
     ceiling_peaks,
@@ -137,6 +139,34 @@ def test_ceiling_peaks_are_exact_wherever_they_exceed_the_threshold():
         over = full > threshold
         np.testing.assert_array_equal(got[over], full[over])
         assert (got[~over] <= threshold).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_exact_peaks_equal_explicit_tap_sums_for_any_grouping_of_intervals(threads):
+    """The interval kernel (runs of consecutive intervals as FIRs, isolated ones as tap sums, split across
+    threads) against the definition: the largest |sum_k taps[p, k] x[c, n + first + k]| and |x[c, n]|."""
+    import numba
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3000)).astype(np.float32)
+    banks = (bs1770_bank(4), _quarter_bank(), reconstruction_bank())
+    reach = max(bank.reach for bank in banks)
+    xp = np.pad(x, ((0, 0), (reach, reach))).astype(np.float64)
+    # isolated intervals, short runs, a run longer than a task's (256) and both ends of the signal
+    index = np.unique(np.concatenate([[0, 1, 5, 9, 10, 11], np.arange(100, 106), np.arange(400, 1000),
+                                      rng.choice(3000, 300, replace=False), [2998, 2999]]))
+    expected = np.abs(x[:, index]).max(axis=0).astype(np.float64)
+    for bank in banks:
+        windows = np.stack([xp[:, index + reach + bank.first + k] for k in range(bank.taps.shape[1])], -1)
+        values = np.einsum("pk,cik->cpi", bank.taps, windows)
+        expected = np.maximum(expected, np.abs(values).max(axis=(0, 1)))
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        got = _exact_peaks(np.pad(x, ((0, 0), (reach, reach))), reach, index, banks, np.zeros(len(index)))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
 
 
 def test_reconstruction_agrees_with_an_independent_oversampler():

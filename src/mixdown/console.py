@@ -32,7 +32,7 @@ from mixdown.dsp.gain import db_to_amplitude
 from mixdown.dsp.limiter import apply_limiter, limiter_gain
 from mixdown.dsp.loudness import LoudnessMeter, integrated_loudness
 from mixdown.dsp.pan import pan, pan_matrix
-from mixdown.dsp.reverb import impulse_response, reverb
+from mixdown.dsp.reverb import impulse_response, reverb, stream_block_frames
 from mixdown.errors import ParamsError
 from mixdown.multitrack import Multitrack
 from mixdown.params import (
@@ -225,7 +225,7 @@ def mix_buses(panned: torch.Tensor, p: ConsoleTensors) -> tuple[torch.Tensor, to
 
 
 def strip_buses(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int,
-                state: StripState | None = None) -> tuple[torch.Tensor, StripState]:
+                state: StripState | None = None, strip_grad: bool = True) -> tuple[torch.Tensor, StripState]:
     """`channel_strips` summed into the buses (`mix_buses`) in one product, without panned tracks.
 
     Fader, pan and bus gains form one ``(4, tracks * channels)`` matrix per mix, applied to
@@ -233,13 +233,16 @@ def strip_buses(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sa
 
     Args:
         stems, p, stereo, sample_rate, state: as for `channel_strips`.
+        strip_grad: False runs the EQs and compressors without gradients (their settings
+            then get none; a cheaper backward when only the faders, pans and sends learn).
 
     Returns:
         ``(buses, state)``: ``(batch, 2, 2, samples)``, the mix bus then the reverb-send bus,
         and the memory to carry.
     """
     batch, tracks, channels, samples = stems.shape
-    rows, state = _strip_rows(stems, p, sample_rate, state)
+    with torch.set_grad_enabled(strip_grad and torch.is_grad_enabled()):
+        rows, state = _strip_rows(stems, p, sample_rate, state)
     placement = pan_matrix(p.pan.flatten(), stereo.flatten(), channels, gain=_fader(p).flatten())
     weights = torch.einsum("bkt,btoc->bkotc", _bus_gains(p), placement.reshape(batch, tracks, 2, channels))
     buses = torch.bmm(weights.reshape(batch, 4, tracks * channels).to(rows.dtype),
@@ -262,7 +265,8 @@ def _loudness_gain_db(loudness: torch.Tensor, p: ConsoleTensors) -> torch.Tensor
     return to_target + p.master_gain_db
 
 
-def render_tensor(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int) -> torch.Tensor:
+def render_tensor(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, sample_rate: int,
+                  strip_grad: bool = True) -> torch.Tensor:
     """Differentiable render of whole signals.
 
     Args:
@@ -270,12 +274,13 @@ def render_tensor(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, 
         p: the settings, any of whose tensors may require grad.
         stereo: ``(batch, tracks)`` bool.
         sample_rate: in Hz.
+        strip_grad: as for `strip_buses`.
 
     Returns:
         ``(batch, 2, samples)`` mixes. The limiter's gain is applied as a constant
         (no gradient through its detector); everything else is differentiated.
     """
-    dry, send = strip_buses(stems, p, stereo, sample_rate)[0].unbind(dim=1)
+    dry, send = strip_buses(stems, p, stereo, sample_rate, strip_grad=strip_grad)[0].unbind(dim=1)
     wet, _ = reverb(send, reverb_impulse_responses(p, sample_rate))
     mix = dry + wet
     mix = mix * db_to_amplitude(_loudness_gain_db(integrated_loudness(mix, sample_rate), p))[:, None, None]
@@ -296,8 +301,10 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
     Args:
         multitrack: the stems (in memory or file-backed).
         params: settings for exactly the multitrack's stems (any order).
-        chunk_frames: frames per processing block.
-        progress: optional callback.
+        chunk_frames: frames per block of the channel strips. The master bus (reverb,
+            loudness meter) runs on the mix in blocks of
+            `mixdown.dsp.reverb.stream_block_frames`, as the strips fill it.
+        progress: optional callback, called per chunk of the strips.
 
     Returns:
         float32 ``(2, frames)`` mix at the multitrack's rate.
@@ -313,19 +320,14 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
         ir_spectra: dict[int, torch.Tensor] = {}
         meter = LoudnessMeter(sample_rate)
         tail = None
-        done = 0
-        for groups in _stream_strips(multitrack, p, chunk_frames, strip_buses):
-            buses = groups[0][1]
-            for _, out in groups[1:]:
-                buses = buses + out
-            wet, tail = reverb(buses[:, 1], ir, tail, ir_spectra)
-            block = buses[:, 0].add_(wet)
-            meter.update(block)
-            n = block.shape[-1]
-            mix[:, done:done + n] = block[0].numpy()
-            done += n
-            if progress is not None:
-                progress(done, total)
+        start = 0
+        sends = _dry_into_mix(_stream_strips(multitrack, p, chunk_frames, strip_buses), mix, progress)
+        for send in _regroup(sends, stream_block_frames(ir.shape[-1])):
+            wet, tail = reverb(send, ir, tail, ir_spectra)
+            stop = start + send.shape[-1]
+            mix[:, start:stop] += wet[0].numpy()
+            meter.update(torch.from_numpy(mix[None, :, start:stop]))
+            start = stop
         gain = float(db_to_amplitude(_loudness_gain_db(meter.integrated().float(), p))[0])
     mix *= gain
     ceiling = float(p.ceiling_dbtp[0])
@@ -334,6 +336,41 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
         return mix
     apply_limiter(mix, ceiling, sample_rate)  # in place; its last stage verifies the ceiling
     return mix
+
+
+def _dry_into_mix(groups: Iterator[list[tuple[torch.Tensor, torch.Tensor]]], mix: np.ndarray,
+                  progress: ProgressCallback | None) -> Iterator[torch.Tensor]:
+    """Write the mix bus of each chunk of `strip_buses` groups into ``mix (2, frames)``; yield its send bus.
+
+    Yields:
+        ``(1, 2, samples)`` reverb sends, chunk by chunk.
+    """
+    done = 0
+    for group_buses in groups:
+        buses = group_buses[0][1]
+        for _, out in group_buses[1:]:
+            buses = buses + out
+        n = buses.shape[-1]
+        mix[:, done:done + n] = buses[0, 0].numpy()
+        done += n
+        if progress is not None:
+            progress(done, mix.shape[-1])
+        yield buses[:, 1]
+
+
+def _regroup(blocks: Iterator[torch.Tensor], frames: int) -> Iterator[torch.Tensor]:
+    """The same signal ``(..., samples)`` in blocks of ``frames`` samples (the last one shorter)."""
+    pending: list[torch.Tensor] = []
+    count = 0
+    for block in blocks:
+        pending.append(block)
+        count += block.shape[-1]
+        while count >= frames:
+            joined = torch.cat(pending, dim=-1)
+            yield joined[..., :frames]
+            pending, count = [joined[..., frames:]], count - frames
+    if count:
+        yield torch.cat(pending, dim=-1)
 
 
 def _warn_clipping(mix: np.ndarray) -> None:

@@ -3,9 +3,10 @@
 The forward pass is an exact transposed direct-form II recursion in float64, compiled
 with numba: a cascade of sections runs sample-interleaved over up to `LANES` signals
 at once (SIMD over the signals, the sections' recursions overlapping), tasks parallel
-over groups of signals; the backward pass is the exact adjoint of that recursion, run
-by the same kernel on time-reversed signals. So training and rendering share one
-filter, sample for sample, with no frequency-sampling approximation.
+over groups of signals (`mixdown.dsp.tasks.run_tasks`); the backward pass is the exact
+adjoint of that recursion, run by the same kernel on time-reversed signals. So training
+and rendering share one filter, sample for sample, with no frequency-sampling
+approximation.
 
 Precision: float64 arithmetic and float64 between the sections of a cascade. float32
 arithmetic would double the SIMD width but is not accurate enough for the console's
@@ -25,6 +26,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
+
+from mixdown.dsp.tasks import run_tasks
 
 LANES = 8
 """Signals (row x channel pairs) one kernel task filters side by side, sample-interleaved."""
@@ -55,29 +58,24 @@ def _run_block(buf, count, w, sections, lanes):  # pragma: no cover - compiled
                 buf[o + j] = out
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _cascade_kernel(x, b, a, zi, y, zf, threads):  # pragma: no cover - compiled
+@numba.njit(cache=True, nogil=True)
+def _cascade_kernel(first_group, stop_group, width, x, b, a, zi, y, zf):  # pragma: no cover - compiled
     """Cascade of transposed direct-form II biquads per row, float64 arithmetic.
 
-    The row x channel signals are cut into groups of up to `LANES`, one task each; a
+    The row x channel signals are cut into groups of ``width`` (at most `LANES`), one
+    task each; this runs tasks ``first_group`` to ``stop_group - 1`` (`run_tasks`). A
     task moves blocks of `_BLOCK` samples of its signals into a lane-minor float64
     buffer, runs every section over the block (`_run_block`) and writes it back.
 
     x, y: (rows, channels, samples); b, a: (rows, sections, 3);
-    zi, zf: (rows, sections, channels, 2); threads: numba's thread count (the signals are
-    split into at least one group per thread: the recursions are latency-bound, so fewer
-    lanes on more threads finish sooner).
+    zi, zf: (rows, sections, channels, 2).
     """
     rows, channels, samples = x.shape
     sections = b.shape[1]
     signals = rows * channels
-    if signals == 0:
-        return
     x2 = x.reshape(signals, samples)
     y2 = y.reshape(signals, samples)
-    groups = max(-(-signals // LANES), min(threads, signals))
-    width = -(-signals // groups)
-    for g in numba.prange(groups):
+    for g in range(first_group, stop_group):
         first = g * width
         lanes = min(width, signals - first)
         w = np.zeros(sections * _STRIDE)
@@ -127,8 +125,12 @@ def _filter(x: np.ndarray, b: np.ndarray, a: np.ndarray,
     zi = np.zeros(state_shape) if zi is None else np.ascontiguousarray(zi, dtype=np.float64)
     y = np.empty_like(x)
     zf = np.empty(state_shape)
-    _cascade_kernel(x, np.ascontiguousarray(b, dtype=np.float64), np.ascontiguousarray(a, dtype=np.float64),
-                    zi, y, zf, numba.get_num_threads())
+    # At least one group per thread: the recursions are latency-bound, so fewer lanes on
+    # more threads finish sooner.
+    signals = x.shape[0] * x.shape[1]
+    groups = max(-(-signals // LANES), min(numba.get_num_threads(), signals))
+    run_tasks(_cascade_kernel, groups, -(-signals // max(groups, 1)), x, np.ascontiguousarray(b, dtype=np.float64),
+              np.ascontiguousarray(a, dtype=np.float64), zi, y, zf)
     return y, (zf[:, 0] if single else zf)
 
 

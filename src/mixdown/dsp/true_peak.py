@@ -45,6 +45,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from mixdown.dsp.tasks import run_tasks
+
 CHUNK = 1 << 17
 """Samples per block: memory stays bounded by the block, never by the song."""
 
@@ -155,33 +157,77 @@ def _quarter_bank() -> PhaseBank:
     return _bank(full.taps[rows], full.delays[rows], _tap_positions(RECONSTRUCTION_TAPS_PER_PHASE))
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
-def _interval_peaks_kernel(xp, pad, index, taps, first, out):  # pragma: no cover - compiled
+_RUN = 256
+"""Most consecutive intervals `_interval_peaks_kernel` filters side by side (one run)."""
+_SHORT_RUN = 8  # shorter runs: one tap sum per interval
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_starts(index, longest):  # pragma: no cover - compiled
+    """Where runs of consecutive samples in the sorted ``index`` start, each at most ``longest``
+    long: positions into ``index``, then ``len(index)``."""
+    starts = np.empty(index.shape[0] + 1, np.int64)
+    count = 0
+    length = 0
+    for i in range(index.shape[0]):
+        if i == 0 or index[i] != index[i - 1] + 1 or length == longest:
+            starts[count] = i
+            count += 1
+            length = 0
+        length += 1
+    starts[count] = index.shape[0]
+    return starts[:count + 1]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def _interval_peaks_kernel(first_run, stop_run, xp, pad, index, starts, taps, first,
+                           out):  # pragma: no cover - compiled
     """out[i] = max(out[i], max over channels c and phases p of |sum_k taps[p, k] xp[c, n + pad + first + k]|,
     |xp[c, n + pad]|) for n = index[i].
 
-    The intervals are split across numba's threads; each tap sum is reassociated (SIMD
-    partial sums, float64 rounding apart)."""
+    The intervals go in runs of consecutive samples (``starts``, from `_run_starts`); this
+    does runs ``first_run`` to ``stop_run - 1`` (`mixdown.dsp.tasks.run_tasks`). A run of
+    `_SHORT_RUN` or more is filtered as a short FIR per phase: tap by tap, each tap's
+    product is accumulated for all the run's intervals at once (SIMD along the samples,
+    float64); a shorter run takes one tap sum per interval. Both add the products in tap
+    order with the same multiply-adds, so a value does not depend on how the intervals
+    are grouped (bit for bit)."""
     phases, width = taps.shape
-    for i in numba.prange(index.shape[0]):
-        base = index[i] + pad
-        peak = out[i]
+    acc = np.empty(_RUN)
+    for r in range(first_run, stop_run):
+        lo = starts[r]
+        count = starts[r + 1] - lo
+        base = index[lo] + pad
+        peak = out[lo:lo + count]
         for c in range(xp.shape[0]):
-            peak = max(peak, abs(xp[c, base]))
+            row = xp[c]
+            for m in range(count):
+                peak[m] = max(peak[m], abs(np.float64(row[base + m])))
             for p in range(phases):
-                acc = 0.0
+                if count < _SHORT_RUN:  # one tap sum per interval
+                    for m in range(count):
+                        total = 0.0
+                        for k in range(width):
+                            total += taps[p, k] * row[base + m + first + k]
+                        peak[m] = max(peak[m], abs(total))
+                    continue
+                acc[:count] = 0.0
                 for k in range(width):
-                    acc += taps[p, k] * xp[c, base + first + k]
-                peak = max(peak, abs(acc))
-        out[i] = peak
+                    tap = taps[p, k]
+                    src = row[base + first + k:base + first + k + count]
+                    for m in range(count):
+                        acc[m] += tap * np.float64(src[m])
+                for m in range(count):
+                    peak[m] = max(peak[m], abs(acc[m]))
 
 
 def _exact_peaks(xp: np.ndarray, pad: int, index: np.ndarray, banks: tuple[PhaseBank, ...],
                  initial: np.ndarray) -> np.ndarray:
-    """Interval peaks at ``index`` of the zero-padded ``xp`` (sample ``n`` at ``xp[:, n + pad]``)."""
+    """Interval peaks at the sorted ``index`` of the zero-padded ``xp`` (sample ``n`` at ``xp[:, n + pad]``)."""
     values = np.array(initial, dtype=np.float64)
+    starts = _run_starts(index, _RUN)
     for bank in banks:
-        _interval_peaks_kernel(xp, pad, index, bank.taps, bank.first, values)
+        run_tasks(_interval_peaks_kernel, len(starts) - 1, xp, pad, index, starts, bank.taps, bank.first, values)
     return values
 
 
