@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/style_eval.py                      # 20 songs, writes benchmarks/results/style.md + style.png
     python benchmarks/style_eval.py --songs 2 --out /tmp/style.md   # a smoke run
+    python benchmarks/style_eval.py --model dmc --out benchmarks/results/style_dmc.md   # on the DMC's controller
 
 Songs: `mixdown.synth.synthetic` songs of ``SynthConfig(seed=1001)`` (`_heldout.heldout_config`:
 never a training seed; the conditioner trains on seed 14 at 22.05 kHz), 8 s, 2-11 stems,
@@ -16,7 +17,7 @@ song is cut in two halves mixed with the same (true) settings, as Diff-MST evalu
 * **input** = the stems of the last 4 s; **target** = those stems rendered with the true
   settings (`mixdown.console.render`), so the oracle's stereo loss is 0 by construction.
 
-Methods: ``rules``; ``estimator``; ``no reference`` (``style`` without a reference: the
+Methods: ``rules``; the base (``--model``: ``estimator``, default, or ``dmc``); ``no reference`` (``style`` without a reference: the
 conditioner's learned no-reference input, trained on the same songs; the issue's "same
 method without a reference"); ``style`` learned; ``style`` optimised (default budget);
 ``oracle`` (the true settings). Metrics per song:
@@ -55,12 +56,12 @@ from mixdown.losses import StereoLoss
 from mixdown.mixers import get_method
 from mixdown.mixers.style import StyleMixer
 from mixdown.multitrack import Multitrack, Stem
+from mixdown.style.conditioned import BASES
 from mixdown.style.loss import style_distance, style_terms
 from mixdown.style.reference import reference_style
 from mixdown.synth.synthetic import TARGET_GENERATORS, generate_song
 
 RESULTS = Path(__file__).parent / "results" / "style.md"
-METHODS = ("rules", "estimator", "no reference", "learned", "optimised", "oracle")
 BARS = {"learned": 0.15, "optimised": 0.25}
 """Issue 14: with a reference, better than the same method without one by these fractions of the stereo loss."""
 
@@ -81,18 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED)
     parser.add_argument("--targets", choices=TARGET_GENERATORS, default="audio-styles",
                         help="generator of the true settings (default audio-styles)")
-    parser.add_argument("--weights", type=Path, help="conditioner weights (default: the shipped ones)")
+    parser.add_argument("--model", choices=BASES, default="estimator",
+                        help="the parameter predictor the reference conditions (default estimator)")
+    parser.add_argument("--weights", type=Path, help="conditioner weights (default: the shipped ones of --model)")
     parser.add_argument("--budget-s", type=float, help="the optimised mode's budget (default: the method's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     synth = replace(heldout_config(args.seed), targets=args.targets)
     half = synth.duration_s / 2
-    style = StyleMixer(weights=args.weights, budget_s=args.budget_s)
-    rules, estimator = get_method("rules"), get_method("estimator")
+    style = StyleMixer(model=args.model, weights=args.weights, budget_s=args.budget_s)
+    rules, predictor = get_method("rules"), get_method(args.model)
+    methods = ("rules", args.model, "no reference", "learned", "optimised", "oracle")
     loss_fn = StereoLoss()
-    loss = {m: [] for m in METHODS}
-    distance = {m: [] for m in METHODS}
+    loss = {m: [] for m in methods}
+    distance = {m: [] for m in methods}
     descent_s: list[float] = []
     began = time.perf_counter()
     songs = [generate_song(i, synth) for i in range(max(args.songs, args.cross_songs + 1))]
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     def outputs(multitrack: Multitrack, reference: np.ndarray | None) -> dict[str, object]:
         out = {}
         style.mode = "learned"
-        out["estimator"] = estimator.run(multitrack).params
+        out[args.model] = predictor.run(multitrack).params
         out["no reference"] = style.run(multitrack).params
         out["learned"] = style.run(multitrack, reference=reference).params
         style.mode = "optimised"
@@ -118,16 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         truth = song.params.ordered_like(multitrack.names)
         target = torch.from_numpy(render(multitrack, truth))[None]
         settings = {"rules": rules.run(multitrack).params, **outputs(multitrack, reference), "oracle": truth}
-        for method in METHODS:
+        for method in methods:
             mix = render(multitrack, settings[method])
             with torch.no_grad():
                 loss[method].append(float(loss_fn(torch.from_numpy(mix)[None], target)))
                 distance[method].append(float(style_distance(reference_style(mix, rate), reference_features)))
         print(f"song {index + 1}/{args.songs} ({multitrack.num_tracks} stems): "
-              + ", ".join(f"{m} {loss[m][-1]:.3f}/{distance[m][-1]:.3f}" for m in METHODS), file=sys.stderr,
+              + ", ".join(f"{m} {loss[m][-1]:.3f}/{distance[m][-1]:.3f}" for m in methods), file=sys.stderr,
               flush=True)
 
-    cross_methods = ("estimator", "no reference", "learned", "optimised")
+    cross_methods = (args.model, "no reference", "learned", "optimised")
     cross = {m: [] for m in cross_methods}
     cross_terms: dict[str, dict[str, list[float]]] = {m: {} for m in cross_methods}
     plot_data = None
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cross {index + 1}/{args.cross_songs}: "
               + ", ".join(f"{m} {cross[m][-1]:.3f}" for m in cross_methods), file=sys.stderr, flush=True)
 
-    mean = {m: statistics.fmean(loss[m]) for m in METHODS}
+    mean = {m: statistics.fmean(loss[m]) for m in methods}
     command = shlex.join(["python", "benchmarks/style_eval.py", *(sys.argv[1:] if argv is None else argv)])
     lines = [
         "# Mix like a reference: held-out evaluation",
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {platform.machine()}, 2 cores shared with other jobs, Python {platform.python_version()}, "
         f"torch {torch.__version__}; took {(time.perf_counter() - began) / 60:.1f} min.",
         "",
-        f"Held out: {args.songs} synthetic songs of SynthConfig seed {args.seed}, targets `{args.targets}`, "
+        f"Conditioned predictor: `{args.model}`. Held out: {args.songs} synthetic songs of SynthConfig seed {args.seed}, targets `{args.targets}`, "
         f"{synth.duration_s:g} s, 2-11 stems, 44.1 kHz. Reference = the true mix of the first {half:g} s; input = the stems of the last {half:g} s; "
         "target = those stems rendered with the true settings (so the oracle's stereo loss is 0). "
         f"Optimised mode: budget {style.config.budget_s:g} s, at most {style.config.max_steps} steps "
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "| method | stereo loss to target: mean | median | style distance to reference: mean | median |",
         "|---|---|---|---|---|",
     ]
-    for m in METHODS:
+    for m in methods:
         lines.append(f"| {m} | {mean[m]:.3f} | {statistics.median(loss[m]):.3f} | "
                      f"{statistics.fmean(distance[m]):.3f} | {statistics.median(distance[m]):.3f} |")
     lines += ["", "Stereo loss with a reference against the same method without one (`no reference`), "
@@ -177,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "meets" if gain >= BARS[m] else "misses"
         lines.append(f"- {m} vs no reference: {100 * gain:+.1f} % ({wins}/{args.songs} songs better); "
                      f"{verdict} the issue's {100 * BARS[m]:.0f} % bar")
-    for base in ("estimator", "rules"):
+    for base in (args.model, "rules"):
         for m in ("learned", "optimised"):
             gain, wins = relative_improvement(loss[m], loss[base])
             lines.append(f"- {m} vs {base}: {100 * gain:+.1f} % ({wins}/{args.songs} songs better)")
     lines += ["", f"## A reference from another song ({args.cross_songs} songs: song i's stems, song i+1's mix)", "",
               "Style distance to the other song's reference (lower is closer), mean over songs, and per feature "
               "group (scaled: 1 = one audible step, `mixdown.style.loss.STYLE_SCALES`):", ""]
-    groups = list(cross_terms["estimator"])
+    groups = list(cross_terms[args.model])
     lines += ["| method | distance | " + " | ".join(groups) + " |", "|---" * (len(groups) + 2) + "|"]
     for m in cross_methods:
         lines.append(f"| {m} | {statistics.fmean(cross[m]):.3f} | "

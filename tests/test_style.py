@@ -246,6 +246,53 @@ def test_cli_refuses_reference_for_a_method_without_one(stems_folder: Path, tmp_
     assert "cannot mix like a reference" in capsys.readouterr().err
 
 
+def test_cli_reference_options_need_a_reference(stems_folder: Path, tmp_path: Path, capsys) -> None:
+    from mixdown import cli
+
+    for option, value in (("--reference-mode", "learned"), ("--reference-model", "dmc")):
+        out = tmp_path / "m.wav"
+        assert cli.main(["mix", str(stems_folder), "-o", str(out), option, value]) == 2
+        assert f"{option}: give the song to mix like with --reference" in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_style_method_refuses_an_unknown_model_and_another_models_conditioner(tmp_path: Path) -> None:
+    from mixdown.errors import MixdownError
+    from mixdown.mixers.style import StyleMixer
+    from mixdown.style.conditioned import ConditionerConfig, ReferenceConditioner, save_conditioner
+
+    with pytest.raises(MixdownError, match="model 'wave' is not one of estimator, dmc"):
+        StyleMixer(model="wave")
+    save_conditioner(ReferenceConditioner(ConditionerConfig(base="estimator")), tmp_path / "c.pt")
+    with pytest.raises(MixdownError, match="a conditioner of the estimator, not of the dmc"):
+        StyleMixer(model="dmc", weights=tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="base must be one of"):
+        ConditionerConfig(base="waveunet")
+
+
+def test_conditioner_corrects_either_base() -> None:
+    from mixdown.mixers.estimator import EstimatorMixer
+    from mixdown.style.conditioned import BASES, ConditionerConfig, ReferenceConditioner, conditioned_estimate
+    from mixdown.style.conditioned import conditioner_inputs, load_base
+
+    stems, _ = EstimatorMixer().analysis_batch(three_stems(2.0))
+    mask = torch.ones(stems.shape[:2], dtype=torch.bool)
+    instruments = torch.zeros(stems.shape[:2], dtype=torch.long)
+    settings = {}
+    for name in BASES:
+        base = load_base(name)
+        assert not any(p.requires_grad for p in base.parameters())
+        conditioner = ReferenceConditioner(ConditionerConfig(base=name))
+        torch.nn.init.normal_(conditioner.channel[-1].weight)
+        inputs = conditioner_inputs(base, stems, mask, instruments, torch.zeros_like(mask))
+        with torch.no_grad():
+            plain = base.estimate(stems, mask, instruments).normalized
+            corrected = conditioned_estimate(base, conditioner, inputs, torch.randn(stems.shape[0], STYLE_DIM))
+        assert not torch.allclose(corrected.normalized, plain)
+        settings[name] = plain
+    assert not torch.allclose(settings["estimator"], settings["dmc"])  # two different predictors
+
+
 def test_conditioner_starts_as_the_estimator_and_round_trips(tmp_path: Path) -> None:
     from mixdown.mixers.estimator import EstimatorMixer
     from mixdown.style.conditioned import (
@@ -282,17 +329,59 @@ def test_conditioner_starts_as_the_estimator_and_round_trips(tmp_path: Path) -> 
     assert torch.equal(a_none, b_none) and not torch.allclose(a_none, a)  # the learned "no reference" input
 
 
-def test_style_method_with_and_without_reference() -> None:
+@pytest.mark.parametrize("model", ["estimator", "dmc"])
+def test_style_method_with_and_without_reference(model: str) -> None:
     from mixdown.api import mix
+    from mixdown.style.conditioned import CONDITIONER_WEIGHTS
     from mixdown.weights import shipped
 
-    if not shipped("estimator_reference.pt").is_file():
-        pytest.skip("the style conditioner is not trained (mixdown train configs/estimator_reference.yaml)")
+    if not shipped(CONDITIONER_WEIGHTS[model]).is_file():
+        pytest.skip(f"the style conditioner is not trained (mixdown train configs/{model}_reference.yaml)")
     multitrack = three_stems(4.0)
     reference = render(multitrack, settings(multitrack, [0.0, -6.0, 4.0], [-0.5, 0.3, 0.0]))
-    plain = mix(multitrack, "style")
-    assert plain.params is not None and plain.info["reference"] is False
-    result = mix(multitrack, "style", reference=reference, mode="optimised", budget_s=3.0)
+    plain = mix(multitrack, "style", model=model)
+    assert plain.params is not None and plain.info["reference"] is False and plain.info["model"] == model
+    result = mix(multitrack, "style", reference=reference, mode="optimised", budget_s=3.0, model=model)
     assert result.params is not None and result.params.method == "style"
     assert result.info["style_distance"] <= result.info["style_distance_start"]
     assert result.mix.shape == (2, multitrack.num_frames) and np.isfinite(result.mix).all()
+
+
+def test_audio_stage_reads_each_excerpt_and_descends_on_its_loss(tmp_path: Path) -> None:
+    from functools import partial
+
+    from mixdown.audio import load_audio
+    from mixdown.losses import StereoLoss
+    from mixdown.models import load_model_as
+    from mixdown.style.conditioned import ReferenceConditioner
+    from mixdown.style.train import StyleRecipe, audio_batch_losses, cache_examples, excerpt_audio
+    from mixdown.synth.synthetic import SynthConfig, song_name
+    from mixdown.weights import require
+
+    recipe = StyleRecipe(root=str(tmp_path / "songs"), songs=2, val_songs=1, segment_s=2.0, excerpt_s=2.0,
+                         synth=SynthConfig(seed=3, sample_rate=RATE, duration_s=4.0, min_stems=2, max_stems=3,
+                                           targets="audio-styles"), build_workers=1, cache=None, export=None)
+    base = load_model_as("estimator", require("estimator.pt")).model.eval()
+    examples = cache_examples(recipe, base)
+    batch = [ex for ex in examples if ex.song == 0]
+    assert sorted(ex.start for ex in batch) == [0, 2 * RATE]  # each half's stems, the other half as reference
+    stems, stereo, mix = excerpt_audio(recipe, batch)
+    song_mix, _ = load_audio(tmp_path / "songs" / song_name(0) / "mix.wav")
+    for k, ex in enumerate(batch):
+        np.testing.assert_array_equal(mix[k].numpy(), song_mix[:, ex.start:ex.start + 2 * RATE].astype(np.float32))
+    tracks = batch[0].inputs.tracks.shape[1]
+    assert stems.shape == (2, tracks, 2, 2 * RATE) and stereo.shape == (2, tracks)
+
+    conditioner = ReferenceConditioner()
+    losses = partial(audio_batch_losses, base, conditioner, recipe, StereoLoss())
+    with torch.no_grad():
+        before = [float(v) for v in losses(batch)]
+    optimiser = torch.optim.Adam(conditioner.parameters(), lr=1e-2)
+    for _ in range(8):
+        optimiser.zero_grad()
+        sum(losses(batch)).backward()
+        optimiser.step()
+    with torch.no_grad():
+        after = [float(v) for v in losses(batch)]
+    assert before[0] == pytest.approx(before[1])  # a fresh conditioner ignores the reference
+    assert after[0] < before[0] - 0.01 and after[1] < before[1] - 0.01

@@ -221,6 +221,9 @@ def _build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--reference-mode", choices=("learned", "optimised"),
                      help="with --reference: learned (the reference-conditioned estimator) or optimised (then a "
                           "style descent through the console; the default)")
+    mix.add_argument("--reference-model", choices=("estimator", "dmc"),
+                     help="with --reference: the parameter predictor the reference conditions (estimator, the "
+                          "default; or dmc)")
     mix.add_argument("--params", type=Path, help="where to write the settings (default OUTPUT.params.json)")
 
     render = add_command(sub, "render", "render stems with a (possibly edited) settings file")
@@ -373,8 +376,9 @@ def _cmd_mix(args: argparse.Namespace) -> None:
 
     if args.method is None:
         args.method = "style" if args.reference is not None else "producer"
-    if args.reference_mode is not None and args.reference is None:
-        raise MixdownError("--reference-mode: give the song to mix like with --reference")
+    for option, value in (("--reference-mode", args.reference_mode), ("--reference-model", args.reference_model)):
+        if value is not None and args.reference is None:
+            raise MixdownError(f"{option}: give the song to mix like with --reference")
     if args.reference is not None and not method_info(args.method).capabilities.takes_reference:
         from mixdown.mixers import METHODS
 
@@ -403,7 +407,8 @@ def _cmd_mix(args: argparse.Namespace) -> None:
         from mixdown.style.reference import load_style_reference
 
         reference = load_style_reference(args.reference, multitrack.sample_rate)
-    options = {"mode": args.reference_mode} if args.reference_mode is not None else {}
+    options = {key: value for key, value in (("mode", args.reference_mode), ("model", args.reference_model))
+               if value is not None}
     with stage_progress() as update:
         result = mix(multitrack, args.method, target=target, reference=reference, progress=update, seed=args.seed,
                      **options)

@@ -137,7 +137,7 @@ METHODS: dict[str, MethodInfo] = {
                            "multi-input Wave-U-Net, audio only (Martinez Ramirez et al.)", ("weights",)),
     "style": MethodInfo("mixdown.mixers.style:StyleMixer", Capabilities(takes_reference=True),
                         "mix like a reference song: reference-conditioned estimator, then style descent "
-                        "through the console (after Diff-MST)", ("mode", "weights", "budget_s")),
+                        "through the console (after Diff-MST)", ("mode", "model", "weights", "budget_s")),
     "reverse": MethodInfo("mixdown.mixers.reverse:ReverseMethod", Capabilities(needs_target=True),
                           "settings that reproduce a given mix, through the differentiable console",
                           ("config",)),

@@ -3,9 +3,11 @@
 The reference is any finished stereo song (another song, any length); it is analysed,
 never mixed in (`mixdown.style`). Two modes, one option (``mode``):
 
-* ``learned``: the shipped estimator's settings (`mixdown.mixers.estimator`, the same
-  excerpts and averaging) corrected per excerpt by the reference conditioner
-  (`mixdown.style.conditioned`, weights ``estimator_reference.pt``);
+* ``learned``: the settings of a shipped parameter predictor (``model``: the estimator,
+  `mixdown.mixers.estimator`, by default; or the DMC's controller, `mixdown.mixers.dmc`;
+  the same excerpts and averaging) corrected per excerpt by that predictor's reference
+  conditioner (`mixdown.style.conditioned`, weights ``estimator_reference.pt`` or
+  ``dmc_reference.pt``);
 * ``optimised`` (default): then gradient descent through the console's faders, pans,
   reverb sends and decay on the style distance to the reference
   (`mixdown.style.optimise`), within ``budget_s`` seconds, keeping the best iterate.
@@ -40,30 +42,38 @@ class StyleMixer:
 
     Args:
         mode: ``"learned"`` or ``"optimised"``.
-        weights: the conditioner's checkpoint (default: the shipped ``estimator_reference.pt``).
+        model: the parameter predictor the reference conditions, ``"estimator"`` or ``"dmc"``.
+        weights: the conditioner's checkpoint (default: the shipped one of ``model``).
         budget_s: time budget of the optimised mode's descent, seconds.
 
     Raises:
-        MixdownError: an unknown mode, a bad budget, or weights that are missing or unreadable.
+        MixdownError: an unknown mode or model, a bad budget, or weights that are missing,
+            unreadable or for another model.
     """
 
     name = "style"
     capabilities: ClassVar[Capabilities] = Capabilities(takes_reference=True)
 
-    def __init__(self, mode: str = "optimised", weights: str | os.PathLike | None = None,
+    def __init__(self, mode: str = "optimised", model: str = "estimator", weights: str | os.PathLike | None = None,
                  budget_s: float | None = None):
+        from mixdown.mixers.dmc import DMCMixer
         from mixdown.mixers.estimator import EstimatorMixer
-        from mixdown.style.conditioned import load_conditioner
+        from mixdown.style.conditioned import BASES, CONDITIONER_WEIGHTS, load_conditioner
         from mixdown.style.optimise import OptimiseConfig
         from mixdown.weights import require
 
         if mode not in MODES:
             raise MixdownError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        if model not in BASES:
+            raise MixdownError(f"model {model!r} is not one of {', '.join(BASES)}")
         if budget_s is not None and not (isinstance(budget_s, (int, float)) and 0.0 < budget_s <= 3600.0):
             raise MixdownError(f"budget_s must be a number of seconds in (0, 3600], got {budget_s!r}")
         self.mode = mode
-        self.estimator = EstimatorMixer()
-        self.conditioner = load_conditioner(weights if weights is not None else require("estimator_reference.pt"))
+        self.predictor = DMCMixer() if model == "dmc" else EstimatorMixer()
+        path = weights if weights is not None else require(CONDITIONER_WEIGHTS[model])
+        self.conditioner = load_conditioner(path)
+        if self.conditioner.config.base != model:
+            raise MixdownError(f"{path}: a conditioner of the {self.conditioner.config.base}, not of the {model}")
         self.config = OptimiseConfig() if budget_s is None else OptimiseConfig(budget_s=float(budget_s))
 
     def run(self, multitrack: Multitrack, target: np.ndarray | None = None, reference: np.ndarray | None = None,
@@ -73,8 +83,8 @@ class StyleMixer:
         from mixdown.style.reference import reference_style
 
         style = None if reference is None else reference_style(reference, multitrack.sample_rate)
-        base = self.estimator.model
-        stems, active = self.estimator.analysis_batch(multitrack)
+        base = self.predictor.model
+        stems, active = self.predictor.analysis_batch(multitrack)
         excerpts, tracks = active.shape
         mask = torch.ones(excerpts, tracks, dtype=torch.bool)
         instruments = torch.tensor([[INSTRUMENT_CLASSES.index(c) for c in multitrack.instruments]] * excerpts)
@@ -86,7 +96,7 @@ class StyleMixer:
             weights = torch.where(active.any(dim=0, keepdim=True), active, torch.ones_like(active)).float()
             normalized = (estimate.normalized * weights[..., None]).sum(0) / weights.sum(0)[:, None]
             settings = base.to_console(normalized[None], estimate.master_normalized.mean(0)[None], mask[:1])
-        info: dict = {"reference": style is not None, "mode": self.mode}
+        info: dict = {"reference": style is not None, "mode": self.mode, "model": self.conditioner.config.base}
         if self.mode == "optimised" and style is not None:
             settings, report = optimise_style(stems, stereo, settings, style, self.config, progress)
             info.update(style_distance_start=round(report.start_distance, 4),

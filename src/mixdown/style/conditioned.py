@@ -1,31 +1,34 @@
-"""Learned mode: the estimator's settings corrected by a reference encoder.
+"""Learned mode: a parameter predictor's settings corrected by a reference encoder.
 
-`ReferenceConditioner` turns a reference's style into corrections of the shipped
-estimator's output logits (`mixdown.models.estimator.Estimator`, frozen). Its inputs:
+`ReferenceConditioner` turns a reference's style into corrections of the output logits
+of a frozen parameter predictor, its *base* (`BASES`): the shipped estimator
+(`mixdown.models.estimator.Estimator`) or the shipped DMC's controller
+(`mixdown.models.dmc.DMC.controller`, the same network trained from mixes alone); each
+base has its own conditioner weights (`CONDITIONER_WEIGHTS`). Its inputs:
 
 * the reference's `StyleFeatures` vector and its difference from the style of the
-  estimator's own mix of the same stems (what the reference has that the estimator's
-  guess lacks), through a small MLP (the reference encoder);
-* per track: the estimator's settings (normalised) and the track's share of the
-  estimator's mix per coarse band (which tracks a band's correction should move);
-* for the master: the estimator's master settings.
+  base's own mix of the same stems (what the reference has that the base's guess
+  lacks), through a small MLP (the reference encoder);
+* per track: the base's settings (normalised) and the track's share of the base's mix
+  per coarse band (which tracks a band's correction should move);
+* for the master: the base's master settings.
 
 It corrects only what a mix-level style can tell (`CORRECTED`: faders, pans, reverb
-sends and the reverb decay); the estimator's track embeddings are left out of its
-inputs, since with them it overfits the few hundred training songs at once. Its last
-layers start at zero, so an untrained conditioner gives exactly the estimator's
-settings. Without a reference the encoder's output is a learned vector
-(``null_reference``), trained on the same examples with their references left out: "the
-same method without a reference" is this model, trained on the same songs, not the
-estimator alone (whose training targets may come from another generator). Trained as
-Diff-MST is (`mixdown.style.train`): two segments of one synthetic song mixed with the
-same settings; one segment's mix is the reference, the other's stems go in; the loss is
-the estimator's parameter loss against the true settings (cheap: the frozen estimator's
-outputs are cached once).
+sends and the reverb decay); the base's track embeddings are left out of its inputs,
+since with them it overfits the few hundred training songs at once. Its last layers
+start at zero, so an untrained conditioner gives exactly the base's settings. Without a
+reference the encoder's output is a learned vector (``null_reference``), trained on the
+same examples with their references left out: "the same method without a reference" is
+this model, trained on the same songs, not the base alone (whose training targets may
+come from another generator). Trained as Diff-MST is (`mixdown.style.train`): two
+segments of one synthetic song mixed with the same settings; one segment's mix is the
+reference, the other's stems go in; the loss is the parameter loss against the true
+settings (cheap: the frozen base's outputs are cached once), then the rendered mix
+against that segment's mix.
 
 Checkpoints follow `mixdown.models`' plain-dict format (``model_name`` ``"style_conditioner"``,
-loaded with ``weights_only=True``) and hold the conditioner only; the estimator is the
-shipped ``estimator.pt``.
+loaded with ``weights_only=True``) and hold the conditioner only, with the name of its
+base in its config; the base is the shipped ``estimator.pt`` or ``dmc.pt``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ from mixdown.style.features import (
 MODEL_NAME = "style_conditioner"
 N_BANDS = len(BAND_EDGES_HZ) - 1
 CORRECTED = ("gain_db", "pan", "reverb_send_db", "reverb_decay_s")
-"""Estimator outputs the conditioner corrects; the rest stay the estimator's."""
+"""Outputs of the base's heads the conditioner corrects; the rest stay the base's."""
+BASES = ("estimator", "dmc")
+"""Parameter predictors a conditioner can correct: the shipped model of that name."""
+CONDITIONER_WEIGHTS = {"estimator": "estimator_reference.pt", "dmc": "dmc_reference.pt"}
+"""Shipped conditioner weights per base."""
 
 
 @dataclass(frozen=True)
@@ -66,30 +73,32 @@ class ConditionerConfig:
     """Settings of `ReferenceConditioner`.
 
     Attributes:
-        embed_dim: the estimator's track embedding size.
+        base: the parameter predictor it corrects, one of `BASES`.
         hidden: width of the hidden layers.
-        sample_rate: rate of the estimator and of the style analysis, Hz.
+        sample_rate: rate of the base and of the style analysis, Hz.
     """
 
-    embed_dim: int = 128
+    base: str = "estimator"
     hidden: int = 64
     sample_rate: int = ANALYSIS_RATE_HZ
 
     def __post_init__(self) -> None:
-        if self.embed_dim < 1 or self.hidden < 1:
-            raise ValueError("embed_dim and hidden must be positive")
+        if self.base not in BASES:
+            raise ValueError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
+        if self.hidden < 1:
+            raise ValueError("hidden must be positive")
 
 
 @dataclass
 class ConditionerInputs:
-    """What `ReferenceConditioner` reads (all detached from the estimator).
+    """What `ReferenceConditioner` reads (all detached from the base).
 
     Attributes:
         tracks: ``(batch, tracks, embed_dim)`` track embeddings.
         context: ``(batch, embed_dim)``.
-        channel_logits: ``(batch, tracks, N_CHANNEL_PARAMS)`` the estimator's logits.
+        channel_logits: ``(batch, tracks, N_CHANNEL_PARAMS)`` the base's logits.
         master_logits: ``(batch, N_MASTER_PARAMS)``.
-        base_style: ``(batch, STYLE_DIM)`` style of the estimator's mix.
+        base_style: ``(batch, STYLE_DIM)`` style of the base's mix.
         shares: ``(batch, tracks, N_BANDS)`` each track's share of that mix per band.
         mask: ``(batch, tracks)`` bool.
     """
@@ -160,17 +169,35 @@ def _style_scale() -> torch.Tensor:
     return torch.cat([torch.full((sizes[name],), STYLE_SCALES[name]) for name in StyleFeatures.__dataclass_fields__])
 
 
+def load_base(name: str, weights: str | os.PathLike | None = None) -> Estimator:
+    """The frozen parameter predictor ``name`` (one of `BASES`), from ``weights`` or the shipped file.
+
+    Raises:
+        MixdownError: an unknown name, or weights that are missing, unreadable or of another model.
+    """
+    from mixdown.models import load_model_as
+    from mixdown.weights import require
+
+    if name not in BASES:
+        raise MixdownError(f"unknown base {name!r}; choose one of {', '.join(BASES)}")
+    model = load_model_as(name, weights if weights is not None else require(f"{name}.pt")).model
+    base = model.controller if name == "dmc" else model
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return base.eval()
+
+
 def conditioner_inputs(base: Estimator, stems: torch.Tensor, mask: torch.Tensor, instruments: torch.Tensor,
                        stereo: torch.Tensor) -> ConditionerInputs:
-    """Run the frozen estimator and render its mix (no gradients) to get `ConditionerInputs`.
+    """Run the frozen base and render its mix (no gradients) to get `ConditionerInputs`.
 
     Args:
-        base: the estimator (rate `ANALYSIS_RATE_HZ`).
-        stems: ``(batch, tracks, channels, samples)`` at the estimator's rate.
+        base: the parameter predictor (`load_base`; rate `ANALYSIS_RATE_HZ`).
+        stems: ``(batch, tracks, channels, samples)`` at that rate.
         mask, stereo: ``(batch, tracks)`` bool; instruments ``(batch, tracks)`` long.
     """
     if base.config.sample_rate != ANALYSIS_RATE_HZ:
-        raise MixdownError(f"the style conditioner needs an estimator at {ANALYSIS_RATE_HZ} Hz, "
+        raise MixdownError(f"the style conditioner needs a base at {ANALYSIS_RATE_HZ} Hz, "
                            f"not {base.config.sample_rate} Hz")
     with torch.no_grad():
         encoding = base.encoder(stems, mask, instruments)
@@ -193,8 +220,8 @@ def conditioner_inputs(base: Estimator, stems: torch.Tensor, mask: torch.Tensor,
 
 def conditioned_estimate(base: Estimator, conditioner: ReferenceConditioner | None, inputs: ConditionerInputs,
                          reference: torch.Tensor | None) -> ParamEstimate:
-    """The settings: the estimator's, corrected by ``conditioner`` (with ``reference``'s style, or
-    without a reference when it is None); the estimator's alone when ``conditioner`` is None."""
+    """The settings: the base's, corrected by ``conditioner`` (with ``reference``'s style, or
+    without a reference when it is None); the base's alone when ``conditioner`` is None."""
     channel, master = inputs.channel_logits, inputs.master_logits
     if conditioner is not None:
         delta_channel, delta_master = conditioner(inputs, reference)

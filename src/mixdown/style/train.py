@@ -1,19 +1,31 @@
 """Training the reference conditioner (`mixdown.style.conditioned`) the way Diff-MST trains.
 
 Data: synthetic songs (`mixdown.synth.synthetic`, built if missing) carry their true
-settings. Each song is cut in two halves of ``segment_s`` seconds; both halves are mixed
-with the same settings (the stored mix). For each half, its mix is the reference and
-the *other* half's stems go in, as ``excerpt_s``-second excerpts (the estimator's
-analysis length). The frozen estimator's outputs, its mix's style and the reference's
-style are computed once per example (`cache_examples`); training then fits the
-conditioner alone on the estimator's parameter loss against the true settings
-(`mixdown.models.estimator.Estimator.parameter_loss`), each example both with its
-reference and without one (the conditioner's ``null_reference``), in batches of songs
-with equal track counts. The last ``val_songs`` songs are held out; the reported
-validation figures are the parameter loss with the reference, without it, and of the
-estimator alone; the epoch kept is the one with the lowest sum of the first two.
+settings. The base (``base``: the shipped estimator or the DMC's controller,
+`mixdown.style.conditioned.load_base`) stays frozen. Each song is cut in two halves of
+``segment_s`` seconds; both halves are mixed with the same settings (the stored mix). For
+each half, its mix is the reference and the *other* half's stems go in, as
+``excerpt_s``-second excerpts (the base's analysis length). The frozen base's outputs,
+its mix's style and the reference's style are computed once per example
+(`cache_examples`); training then fits the conditioner alone on the parameter loss
+against the true settings (`mixdown.models.estimator.Estimator.parameter_loss`), each
+example both with its reference and without one (the conditioner's ``null_reference``),
+in batches of songs with equal track counts. The last ``val_songs`` songs are held out;
+the reported validation figures are the parameter loss with the reference, without it,
+and of the base alone; the epoch kept is the one with the lowest sum of the first two.
 
-Run with ``mixdown train configs/estimator_reference.yaml``.
+Then, for ``audio_epochs``, the audio stage: as Diff-MST, the loss is against the stems
+half's own mix. Each excerpt is rendered with the corrected settings
+(`mixdown.console.render_tensor`; the base's EQs and compressors, which the
+conditioner does not correct, run without gradients) and compared with the same excerpt
+of the song's mix, brought to the render's loudness: `mixdown.losses.StereoLoss` plus
+``feature_weight`` times the style distance of the two (`mixdown.style.loss`), plus
+``audio_param_weight`` times the parameter loss, which keeps the settings readable where
+the audio cannot tell them apart. Validation and the epoch kept follow the same sums,
+with the audio losses.
+
+Run with ``mixdown train configs/estimator_reference.yaml`` (``configs/dmc_reference.yaml``
+for the DMC's).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +42,10 @@ import numpy as np
 import torch
 
 from mixdown.audio import load_audio
-from mixdown.console import ConsoleTensors
+from mixdown.console import ConsoleTensors, render_tensor
+from mixdown.dsp.loudness import integrated_loudness
 from mixdown.errors import MixdownError
+from mixdown.losses import StereoLoss
 from mixdown.multitrack import INSTRUMENT_CLASSES, load_multitrack
 from mixdown.params import ConsoleParams
 from mixdown.style.conditioned import (
@@ -39,18 +54,21 @@ from mixdown.style.conditioned import (
     ReferenceConditioner,
     conditioned_estimate,
     conditioner_inputs,
+    load_base,
     save_conditioner,
 )
-from mixdown.style.features import ANALYSIS_RATE_HZ, excerpt_features
+from mixdown.style.features import ANALYSIS_RATE_HZ, excerpt_features, style_features
+from mixdown.style.loss import style_distance
 from mixdown.synth.synthetic import SynthConfig, build_dataset, song_name
 
 
 @dataclass(frozen=True)
 class StyleRecipe:
-    """Recipe of the reference conditioner (``configs/estimator_reference.yaml``).
+    """Recipe of a reference conditioner (``configs/estimator_reference.yaml``, ``configs/dmc_reference.yaml``).
 
     Attributes:
         model: ``"style"``, the recipe kind.
+        base: the parameter predictor the conditioner corrects (`mixdown.style.conditioned.BASES`).
         root: the synthetic dataset's folder.
         synth: what its songs are (rate must be `ANALYSIS_RATE_HZ`).
         songs: songs to build and use.
@@ -59,12 +77,19 @@ class StyleRecipe:
         excerpt_s: length of each stems excerpt.
         hidden: conditioner width.
         epochs, batch_size, lr, weight_decay, seed, threads: optimisation.
-        estimator: the frozen estimator's weights (None: the shipped ``estimator.pt``).
+        audio_epochs: epochs of the audio stage after the parameter stage (0: none).
+        audio_songs: training songs the audio stage uses, the first ones (None: all); it
+            renders every example, so an epoch costs far more than one of the first stage.
+        audio_lr: its peak learning rate (cosine decay, as the first stage).
+        feature_weight: weight of the style distance in the audio stage's loss.
+        audio_param_weight: weight of the parameter loss in the audio stage's loss.
+        base_weights: the frozen base's weights (None: the shipped ``estimator.pt`` or ``dmc.pt``).
         cache: file keeping the cached examples between runs of the same recipe (None: none).
         export: where to write the conditioner.
     """
 
     model: Literal["style"] = "style"
+    base: Literal["estimator", "dmc"] = "estimator"
     root: str = "data/synth-reference"
     synth: SynthConfig = field(default_factory=lambda: SynthConfig(seed=14, sample_rate=ANALYSIS_RATE_HZ,
                                                                    duration_s=8.0, min_stems=2, max_stems=11))
@@ -79,28 +104,46 @@ class StyleRecipe:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
+    audio_epochs: int = 0
+    audio_songs: int | None = None
+    audio_lr: float = 3e-4
+    feature_weight: float = 1.0
+    audio_param_weight: float = 1.0
     build_workers: int = 2
-    estimator: str | None = None
+    base_weights: str | None = None
     cache: str | None = "runs/estimator_reference/examples.pt"
     export: str | None = "src/mixdown/weights/estimator_reference.pt"
 
     def __post_init__(self) -> None:
         if self.synth.sample_rate != ANALYSIS_RATE_HZ:
-            raise MixdownError(f"synth.sample_rate must be {ANALYSIS_RATE_HZ} Hz (the estimator's)")
+            raise MixdownError(f"synth.sample_rate must be {ANALYSIS_RATE_HZ} Hz (the bases')")
         if not 0 < self.val_songs < self.songs:
             raise MixdownError("val_songs must be in 1..songs-1")
         if 2 * self.segment_s > self.synth.duration_s or self.excerpt_s > self.segment_s:
             raise MixdownError("two segments must fit in a song and an excerpt in a segment")
+        if self.audio_epochs < 0 or min(self.audio_lr, self.feature_weight, self.audio_param_weight) < 0:
+            raise MixdownError("audio_epochs, audio_lr, feature_weight and audio_param_weight must be >= 0")
+        if self.audio_songs is not None and not 0 < self.audio_songs <= self.songs - self.val_songs:
+            raise MixdownError("audio_songs must be in 1..songs-val_songs")
 
 
 @dataclass
 class Example:
-    """One cached training example (a reference half and excerpts of the other half)."""
+    """One cached training example: a reference half's style and an excerpt of the other half.
+
+    Attributes:
+        inputs: the conditioner's inputs for the excerpt's stems (batch 1).
+        reference: ``(1, STYLE_DIM)`` the reference half's style.
+        truth: the song's settings, in the stems' order.
+        song: the song's index.
+        start: the excerpt's first frame in the song.
+    """
 
     inputs: ConditionerInputs
     reference: torch.Tensor
     truth: ConsoleParams
     song: int
+    start: int
 
 
 def _song_examples(base: Any, folder: Path, index: int, recipe: StyleRecipe) -> list[Example]:
@@ -123,10 +166,14 @@ def _song_examples(base: Any, folder: Path, index: int, recipe: StyleRecipe) -> 
         count, tracks = stems.shape[0], stems.shape[1]
         mask = torch.ones(count, tracks, dtype=torch.bool)
         inputs = conditioner_inputs(base, stems, mask, instruments.expand(count, -1), stereo.expand(count, -1))
-        for k in range(count):
+        for k, start in enumerate(starts):
             one = ConditionerInputs(*(getattr(inputs, f)[k:k + 1] for f in inputs.__dataclass_fields__))
-            examples.append(Example(one, style[None], truth, index))
+            examples.append(Example(one, style[None], truth, index, start))
     return examples
+
+
+EXAMPLES_FORMAT = 2
+"""Version of the cached examples' layout (a cache of another version is rebuilt)."""
 
 
 def cache_examples(recipe: StyleRecipe, base: Any,
@@ -136,7 +183,8 @@ def cache_examples(recipe: StyleRecipe, base: Any,
     With ``recipe.cache`` set, examples are read from that file when it was written for
     the same data settings, and written to it otherwise.
     """
-    key = repr((recipe.root, recipe.synth, recipe.songs, recipe.segment_s, recipe.excerpt_s, recipe.estimator))
+    key = repr((EXAMPLES_FORMAT, recipe.root, recipe.synth, recipe.songs, recipe.segment_s, recipe.excerpt_s,
+                recipe.base, recipe.base_weights))
     cache = Path(recipe.cache) if recipe.cache is not None else None
     if cache is not None and cache.is_file():
         data = torch.load(cache, weights_only=False)  # our own file, written below
@@ -178,7 +226,7 @@ def _collate(batch: list[Example]) -> tuple[ConditionerInputs, torch.Tensor, Con
 def batch_losses(base: Any, conditioner: ReferenceConditioner | None,
                  batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean parameter losses of a batch ``(with the examples' references, without a reference)``,
-    from one collation; both are the estimator's alone when ``conditioner`` is None."""
+    from one collation; both are the base's alone when ``conditioner`` is None."""
     inputs, reference, truth = _collate(batch)
     with_reference, without = (
         base.parameter_loss(conditioned_estimate(base, conditioner, inputs, style), truth, inputs.mask).mean()
@@ -186,76 +234,147 @@ def batch_losses(base: Any, conditioner: ReferenceConditioner | None,
     return with_reference, without
 
 
-def evaluate(base: Any, conditioner: ReferenceConditioner | None, examples: list[Example]) -> tuple[float, float]:
-    """Mean parameter losses over ``examples``, with and without the references (see `batch_losses`)."""
+def excerpt_audio(recipe: StyleRecipe, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The stems and the mix of each example's excerpt, read from its song's files.
+
+    Returns:
+        ``(stems, stereo, mix)``: ``(batch, tracks, 2, samples)``, ``(batch, tracks)`` bool and
+        ``(batch, 2, samples)``, at `ANALYSIS_RATE_HZ`.
+    """
+    length = round(recipe.excerpt_s * ANALYSIS_RATE_HZ)
+    stems, stereo, mixes = [], [], []
+    for ex in batch:
+        folder = Path(recipe.root) / song_name(ex.song)
+        multitrack = load_multitrack(folder / "stems")
+        window = slice(ex.start, ex.start + length)
+        stems.append(np.stack([np.broadcast_to(multitrack.stem_audio(t)[..., window], (2, length))
+                               for t in range(multitrack.num_tracks)]))
+        stereo.append(multitrack.stereo_mask())
+        mixes.append(load_audio(folder / "mix.wav")[0][:, window])
+    return (torch.from_numpy(np.stack(stems).astype(np.float32)), torch.from_numpy(np.stack(stereo)),
+            torch.from_numpy(np.stack(mixes).astype(np.float32)))
+
+
+def audio_batch_losses(base: Any, conditioner: ReferenceConditioner, recipe: StyleRecipe, stereo_loss: StereoLoss,
+                       batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean audio-stage losses of a batch ``(with the examples' references, without a reference)``
+    (see the module docstring)."""
+    inputs, reference, truth = _collate(batch)
+    stems, stereo, mix = excerpt_audio(recipe, batch)
+    losses = []
+    for style in (reference, None):
+        estimate = conditioned_estimate(base, conditioner, inputs, style)
+        output = render_tensor(stems, estimate.params, stereo, ANALYSIS_RATE_HZ, strip_grad=False)
+        with torch.no_grad():
+            lift_db = (integrated_loudness(output, ANALYSIS_RATE_HZ) - integrated_loudness(mix, ANALYSIS_RATE_HZ))
+            target = mix * torch.pow(10.0, torch.nan_to_num(lift_db, posinf=0.0, neginf=0.0) / 20.0)[:, None, None]
+        loss = stereo_loss(output, target)
+        if recipe.feature_weight > 0:
+            loss = loss + recipe.feature_weight * style_distance(style_features(output), style_features(target))
+        if recipe.audio_param_weight > 0:
+            loss = loss + recipe.audio_param_weight * base.parameter_loss(estimate, truth, inputs.mask).mean()
+        losses.append(loss)
+    return losses[0], losses[1]
+
+
+BatchLosses = Callable[[list[Example]], tuple[torch.Tensor, torch.Tensor]]
+"""Mean losses of a batch, with the examples' references and without a reference."""
+
+
+def evaluate(losses: BatchLosses, examples: list[Example], batch_size: int = 64) -> tuple[float, float]:
+    """Mean ``losses`` over ``examples``, with and without the references, without gradients."""
     with_reference, without, count = 0.0, 0.0, 0
     with torch.no_grad():
-        for batch in _batches(examples, 64, None):
-            losses = batch_losses(base, conditioner, batch)
-            with_reference += float(losses[0]) * len(batch)
-            without += float(losses[1]) * len(batch)
+        for batch in _batches(examples, batch_size, None):
+            values = losses(batch)
+            with_reference += float(values[0]) * len(batch)
+            without += float(values[1]) * len(batch)
             count += len(batch)
     return with_reference / max(count, 1), without / max(count, 1)
 
 
-def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = None,
-        log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Cache the examples, train the conditioner, write it to ``recipe.export``.
+def train_stage(conditioner: ReferenceConditioner, losses: BatchLosses, train_set: list[Example],
+                val_set: list[Example], epochs: int, lr: float, recipe: StyleRecipe, name: str,
+                progress: Callable[[int], None] | None = None,
+                log: Callable[[str], None] | None = None) -> tuple[tuple[float, float], int]:
+    """Train ``conditioner`` on the sum of ``losses`` (AdamW, cosine decay from ``lr``) and load the
+    epoch with the lowest validation sum (epoch 0: as it came).
 
     Returns:
-        Figures: validation parameter loss without and with the reference, examples, time.
+        The kept epoch's validation losses ``(with reference, without)`` and its number.
     """
-    from mixdown.models import load_model_as
-    from mixdown.weights import require
+    optimiser = torch.optim.AdamW(conditioner.parameters(), lr=lr, weight_decay=recipe.weight_decay)
+    rng = np.random.default_rng(recipe.seed)
+    conditioner.eval()
+    scores = evaluate(losses, val_set, recipe.batch_size)
+    best = (scores, {k: v.clone() for k, v in conditioner.state_dict().items()}, 0)
+    if log is not None:
+        log(f"{name} stage, before: val loss with reference {scores[0]:.4f}, without {scores[1]:.4f}")
+    total_steps = max(1, epochs * len(_batches(train_set, recipe.batch_size, None)))
+    step = 0
+    for epoch in range(1, epochs + 1):
+        conditioner.train()
+        for batch in _batches(train_set, recipe.batch_size, rng):
+            for group in optimiser.param_groups:
+                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+            optimiser.zero_grad()
+            sum(losses(batch)).backward()
+            optimiser.step()
+            step += 1
+        conditioner.eval()
+        scores = evaluate(losses, val_set, recipe.batch_size)
+        if sum(scores) < sum(best[0]):
+            best = (scores, {k: v.clone() for k, v in conditioner.state_dict().items()}, epoch)
+        if log is not None:
+            log(f"{name} stage, epoch {epoch}: val loss with reference {scores[0]:.4f}, without {scores[1]:.4f}")
+        if progress is not None:
+            progress(epoch)
+    conditioner.load_state_dict(best[1])
+    return best[0], best[2]
 
+
+def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = None,
+        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Cache the examples, train the conditioner (both stages), write it to ``recipe.export``.
+
+    Returns:
+        Figures: validation losses of each stage with and without the reference, examples, time.
+    """
     began = time.perf_counter()
     if recipe.export is not None and not Path(recipe.export).parent.is_dir():
         raise MixdownError(f"{Path(recipe.export).parent}: folder for the weights does not exist")
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
-    base = load_model_as("estimator", recipe.estimator or require("estimator.pt")).model.eval()
-    for p in base.parameters():
-        p.requires_grad_(False)
+    base = load_base(recipe.base, recipe.base_weights)
     examples = cache_examples(recipe, base, None if progress is None else
-                              lambda done, total: progress(0.5 * done / total, 1.0))
+                              lambda done, total: progress(0.4 * done / total, 1.0))
     cut = recipe.songs - recipe.val_songs
     train_set = [ex for ex in examples if ex.song < cut]
     val_set = [ex for ex in examples if ex.song >= cut]
-    conditioner = ReferenceConditioner(ConditionerConfig(embed_dim=base.config.encoder.embed_dim,
-                                                         hidden=recipe.hidden))
-    optimiser = torch.optim.AdamW(conditioner.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    rng = np.random.default_rng(recipe.seed)
-    estimator_only = evaluate(base, None, val_set)[0]
-    scores = evaluate(base, conditioner, val_set)
-    best = (scores, {k: v.clone() for k, v in conditioner.state_dict().items()}, 0)
-    steps_per_epoch = len(_batches(train_set, recipe.batch_size, None))
-    total_steps = max(1, recipe.epochs * steps_per_epoch)
-    step = 0
-    for epoch in range(1, recipe.epochs + 1):
-        conditioner.train()
-        for batch in _batches(train_set, recipe.batch_size, rng):
-            lr = recipe.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
-            for group in optimiser.param_groups:
-                group["lr"] = lr
-            optimiser.zero_grad()
-            sum(batch_losses(base, conditioner, batch)).backward()
-            optimiser.step()
-            step += 1
-        conditioner.eval()
-        scores = evaluate(base, conditioner, val_set)
-        if sum(scores) < sum(best[0]):
-            best = (scores, {k: v.clone() for k, v in conditioner.state_dict().items()}, epoch)
-        if log is not None:
-            log(f"epoch {epoch}: val parameter loss with reference {scores[0]:.4f}, without {scores[1]:.4f} "
-                f"(estimator alone {estimator_only:.4f})")
-        if progress is not None:
-            progress(0.5 + 0.5 * epoch / recipe.epochs, 1.0)
-    conditioner.load_state_dict(best[1])
-    info = {"val_param_loss_estimator": round(estimator_only, 5),
-            "val_param_loss_with_reference": round(best[0][0], 5),
-            "val_param_loss_without_reference": round(best[0][1], 5),
-            "best_epoch": best[2], "train_examples": len(train_set), "val_examples": len(val_set),
-            "seconds": round(time.perf_counter() - began, 1)}
+    conditioner = ReferenceConditioner(ConditionerConfig(base=recipe.base, hidden=recipe.hidden))
+    epochs = recipe.epochs + recipe.audio_epochs
+    report = None if progress is None else lambda offset: lambda epoch: progress(0.4 + 0.6 * (offset + epoch) / epochs,
+                                                                                 1.0)
+    base_only = evaluate(partial(batch_losses, base, None), val_set)[0]
+    if log is not None:
+        log(f"{recipe.base} alone: val parameter loss {base_only:.4f}")
+    param_scores, param_epoch = train_stage(conditioner, partial(batch_losses, base, conditioner), train_set,
+                                            val_set, recipe.epochs, recipe.lr, recipe, "parameter",
+                                            None if report is None else report(0), log)
+    info: dict[str, Any] = {"base": recipe.base, "val_param_loss_base": round(base_only, 5),
+                            "val_param_loss_with_reference": round(param_scores[0], 5),
+                            "val_param_loss_without_reference": round(param_scores[1], 5),
+                            "best_epoch": param_epoch}
+    if recipe.audio_epochs > 0:
+        audio = partial(audio_batch_losses, base, conditioner, recipe, StereoLoss())
+        audio_set = [ex for ex in train_set if recipe.audio_songs is None or ex.song < recipe.audio_songs]
+        audio_scores, audio_epoch = train_stage(conditioner, audio, audio_set, val_set, recipe.audio_epochs,
+                                                recipe.audio_lr, recipe, "audio",
+                                                None if report is None else report(recipe.epochs), log)
+        info |= {"val_audio_loss_with_reference": round(audio_scores[0], 5),
+                 "val_audio_loss_without_reference": round(audio_scores[1], 5), "best_audio_epoch": audio_epoch}
+    info |= {"train_examples": len(train_set), "val_examples": len(val_set),
+             "seconds": round(time.perf_counter() - began, 1)}
     if recipe.export is not None:
         save_conditioner(conditioner.eval(), recipe.export, info)
     return info

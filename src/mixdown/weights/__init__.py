@@ -11,6 +11,7 @@ RECIPES: dict[str, str] = {
     "estimator.pt": "mixdown train configs/estimator.yaml",
     "estimator_reference.pt": "mixdown train configs/estimator_reference.yaml",
     "dmc.pt": "mixdown train configs/emulator.yaml, then mixdown train configs/dmc.yaml",
+    "dmc_reference.pt": "mixdown train configs/dmc_reference.yaml",
     "waveunet.pt": "mixdown train configs/waveunet.yaml",
     "forest.npz": "mixdown train configs/forest.yaml",
     "producer.npz": "mixdown train configs/producer.yaml",
