@@ -12,20 +12,36 @@ matches the mix. Four stages:
    channel's gain times its EQ response, to which the `STANDARD_EQ` strip (high-pass,
    low shelf, bell, high shelf) is fitted on a 1/6-octave grid (a few starting
    frequencies for the bell). On gain/pan-only mixes this stage alone recovers the
-   settings.
+   settings. The filters see only the part of a stem that is in the mix sample for
+   sample: an instrument that renders differently every time (free-running noise, random
+   phases, as many of LMMS's do) is in a real mix as another rendering, which least
+   squares turns down by its correlation with the file. A second start gives the power
+   the filters leave over back to the stems it follows (`least_squares.incoherent_power`),
+   so the response is the channel's level in the mix, not its waveform's share of it;
+   the start with the lower reported loss is kept.
 2. **Reverb and compressors** (`reverb_fit`, `dynamics`): the reverb's sends, decay and
    pre-delay from the energy the dry estimate leaves over, tails weighted most (the
    console's reverb is noise, so its waveform cannot be matched, its energy can); each
    channel's compressor, chosen from a grid of thresholds and ratios by how much of the
    channel's waveform it explains with the other channels free frame by frame, or none
-   (on/off compared, not thresholded).
+   (on/off compared, not thresholded). The reverb explains the energy the dry estimate
+   leaves over, which in a real mix is also what the console cannot model: the start with
+   and without it (`start.stage_variants`) whose whole render has the lowest reported loss
+   is kept. The compressors stay as the waveform chose them (their grid starts are only
+   where the refinement begins, so the loss before it would misjudge them), and the reverb
+   fitted again after the refinement is kept as its energies have it: the reported loss
+   compares log magnitudes, under which two renderings of the same reverb with different
+   noise differ almost as much as a reverb and none (`reverb_fit`).
 3. **Warm start** (amortised inference): the estimator's prediction
    (`mixdown.mixers.estimator`), its faders brought to the reference's level, is a second
-   start; the one whose waveform fits the excerpts better is kept (``config.warm_start``).
+   start; the one with the lower reported loss is kept (``config.warm_start``).
 4. **Refinement** (`refine`): Levenberg-Marquardt on every channel's fader, pan, EQ and
    compressor through the console's own channel strips, on excerpts chosen by
    information (`excerpts`: where each channel sounds, transients of compressed ones),
-   the waveform compared after a pre-emphasis. Only steps that lower the residual are
+   the waveform compared after a pre-emphasis. The waveform sees only what is in the mix
+   sample for sample: from the second start, each channel is refined at its waveform's
+   share of its level (`start.Start.coherence_db`, given back after), and channels mostly
+   rendered anew are held (`config.MIN_COHERENT_SHARE`). Only steps that lower the residual are
    taken, so it returns its best iterate; and the settings returned are never worse
    than the start by the reported loss (the start is returned otherwise).
    Unity faders, centred and unprocessed (`neutral_start`, at the reference's level) are
@@ -138,6 +154,7 @@ from mixdown.mixers.reverse.start import (
     initial_settings,
     neutral_settings,
     reverb_of,
+    stage_variants,
     wet,
     with_reverb,
 )
@@ -261,8 +278,23 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
     if stems.shape[-1] < loss.config.min_samples:
         raise AudioError(f"the stems are {stems.shape[-1]} samples long; reverse engineering needs at least "
                          f"{loss.config.min_samples}")
-    stage = initial_settings(stems, ref, stereo, sample_rate, config, ceiling_value)
-    start, chosen = stage.settings, "least squares"
+    ref_lufs = integrated_loudness(ref[None].double(), sample_rate)
+
+    memo: dict[int, tuple[ConsoleTensors, float, ConsoleParams]] = {}  # by id: the dry start is scored once
+
+    def scored(p: ConsoleTensors) -> tuple[float, ConsoleParams]:
+        if id(p) not in memo:
+            params = fitted_params(p, multitrack, target_lufs, ceiling)
+            memo[id(p)] = (p, matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]),
+                                           sample_rate, ref_lufs), params)
+        return memo[id(p)][1:]
+
+    stage = initial_settings(stems, ref, stereo, sample_rate, config, ceiling_value,
+                             lambda starts: min(range(len(starts)), key=lambda k: scored(starts[k])[0]))
+    variants = stage_variants(stage)  # kept by the reported loss: a reverb may soak up what is not one
+    scores = [scored(v) for v in variants]
+    best = min(range(len(variants)), key=lambda k: scores[k][0])
+    start, chosen, (initial_loss, start_params) = variants[best], "least squares", scores[best]
     parts = contributions(stems, start, stereo, sample_rate)
     compressed = start.ratio[0] > COMPRESSOR_OFF_RATIO
     excerpts = informative_excerpts(parts, compressed, sample_rate, config.excerpts, config.excerpt_s,
@@ -270,32 +302,34 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
     gain_mask = limiter_gain_mask(parts.sum(0).double() + wet(parts.double(), start, sample_rate), ceiling_value,
                                   sample_rate)
 
-    def refinement(p: ConsoleTensors, iterations: int):
-        return refine(stems, ref, stereo, p, free_parameters(p, config, sample_rate),
-                      p.ratio[0] > COMPRESSOR_OFF_RATIO, excerpts, gain_mask, sample_rate, iterations,
-                      config.refine_prior_weight, config.seed, deadline, progress)
+    # The waveform fits only the share of a channel that is in the mix sample for sample: the refinement works
+    # on that share's level (an instrument rendered anew in the mix would otherwise be turned down to it).
+    # Channels mostly rendered anew are held (`Start.held`).
+    coherence_db = stage.coherence_db.float()[None]
 
-    def scored(p: ConsoleTensors) -> tuple[float, ConsoleParams]:
-        params = fitted_params(p, multitrack, target_lufs, ceiling)
-        return matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]), sample_rate,
-                            ref_lufs), params
+    def refinement(p: ConsoleTensors, iterations: int):
+        coherent = replace(p, gain_db=fader_in_range(p.gain_db + coherence_db))
+        result = refine(stems, ref, stereo, coherent, free_parameters(p, config, sample_rate),
+                        p.ratio[0] > COMPRESSOR_OFF_RATIO, excerpts, gain_mask, sample_rate, iterations,
+                        config.refine_prior_weight, config.seed, deadline, progress, stage.held)
+        result.settings = replace(result.settings, gain_db=fader_in_range(result.settings.gain_db - coherence_db))
+        return result
 
     if config.warm_start:
         candidate = estimator_start(multitrack, stems, ref, stereo, start, sample_rate)
-        if candidate is not None and refinement(candidate, 0).losses[0] < refinement(start, 0).losses[0]:
-            start, chosen = candidate, "estimator"
-    ref_lufs = integrated_loudness(ref[None].double(), sample_rate)
-    initial_loss, start_params = scored(start)
+        if candidate is not None:
+            candidate_loss, candidate_params = scored(candidate)
+            if candidate_loss < initial_loss:
+                start, chosen, initial_loss, start_params = candidate, "estimator", candidate_loss, candidate_params
     neutral_loss, neutral_params = scored(neutral_start(stems, ref, stereo, start, sample_rate))
     least_squares_s = time.perf_counter() - began
     result = refinement(start, config.steps)
-    fitted, reverb = result.settings, stage.reverb
-    if config.fit_reverb:  # again, now that the dry channels are in place
+    fitted, reverb = replace(result.settings, reverb_send_db=torch.full_like(start.reverb_send_db, -math.inf)), None
+    if config.fit_reverb:  # again, now that the dry channels are in place (by its energies: `reverb_fit`)
         reverb = reverb_of(contributions(stems, fitted, stereo, sample_rate).double(), ref.double(), fitted,
                            ceiling_value, sample_rate)
         fitted = with_reverb(fitted, reverb)
-    params = fitted_params(fitted, multitrack, target_lufs, ceiling)
-    final_loss = matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]), sample_rate, ref_lufs)
+    final_loss, params = scored(fitted)
     if not final_loss <= initial_loss:  # never worse than the start (NaN included)
         params, final_loss = start_params, initial_loss
     if neutral_loss < final_loss:  # the console explains this mix worse than doing nothing

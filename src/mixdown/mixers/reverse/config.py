@@ -14,6 +14,11 @@ ProgressCallback = Callable[[int, int], None]
 COMPRESSOR_OFF_RATIO = 1.1
 """Compressors whose fitted ratio is at or under this are returned off (they barely compress)."""
 
+MIN_COHERENT_SHARE = 0.5
+"""A channel whose own waveform explains less than this share of its energy in the mix
+(`start.Start.coherence_db`: its mix holds another rendering of it) is not refined on the waveform: most
+of what the waveform compares of it is a different noise, which a waveform fit can only turn down."""
+
 EQ_PRIOR_DB = 9.0
 """Scale (dB) of the weak prior on EQ gains (`ReverseConfig.eq_prior_weight`)."""
 

@@ -179,7 +179,8 @@ class Refinement:
 def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, start: ConsoleTensors,
            free: dict, compressed: torch.Tensor, excerpts: list[Excerpt], gain_mask: torch.Tensor,
            sample_rate: int, iterations: int, eq_prior_weight: float, seed: int = 0,
-           deadline: float | None = None, progress: Callable[[int, int], None] | None = None) -> Refinement:
+           deadline: float | None = None, progress: Callable[[int, int], None] | None = None,
+           held: torch.Tensor | None = None) -> Refinement:
     """Levenberg-Marquardt on the channel settings (see the module docstring).
 
     Args:
@@ -198,6 +199,9 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
         seed: seeds the subset of compared samples.
         deadline: `time.perf_counter` time to stop at (None: none).
         progress: called with ``(iteration, iterations)``.
+        held: ``(tracks,)`` bool, channels whose settings stay at the start (rendered, not
+            fitted: a stem its mix holds as another rendering, whose waveform says nothing
+            about its settings); None: none.
 
     Returns:
         The best settings found and the last normal equations.
@@ -366,6 +370,8 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
     # A channel (nearly) silent in the excerpts tells nothing: its settings stay where they are
     # (its columns would be noise, and the steps they drive unbounded).
     heard = parts.norm(dim=-1) > _SILENT * float(parts.norm(dim=-1).max())
+    if held is not None:
+        heard = heard & ~held
     moving = torch.tensor([bool(heard[e.track]) for e in fitted], dtype=torch.bool)
     residual = target - parts.sum(0)
     cost = float(residual.pow(2).sum() + prior(theta).pow(2).sum())

@@ -11,6 +11,8 @@ stage 1 alone recovers the settings.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -24,16 +26,17 @@ from mixdown.console import (
 )
 from mixdown.dsp.eq import BAND_TYPE_IDS, parametric_eq
 from mixdown.dsp.reverb import reverb
-from mixdown.mixers.reverse.config import ReverseConfig
+from mixdown.mixers.reverse.config import MIN_COHERENT_SHARE, ReverseConfig
 from mixdown.mixers.reverse.dynamics import (
     COMPRESSOR_PARAMS,
     CompressorFit,
     fit_compressor,
     frame_gains,
 )
-from mixdown.mixers.reverse.eq_fit import fit_standard_eq, torch_threads
+from mixdown.mixers.reverse.eq_fit import EQFit, fit_standard_eq, torch_threads
 from mixdown.mixers.reverse.least_squares import (
     band_responses,
+    incoherent_power,
     least_squares_filters,
     pans_from_filters,
 )
@@ -64,26 +67,42 @@ class Start(NamedTuple):
         settings: batch-1 settings.
         reverb: the reverb fit (None without ``config.fit_reverb``).
         compressors: per channel, the compressor fit (None without ``config.fit_compressor``).
+        coherence_db: float64 ``(tracks,)``, <= 0: each channel's level that its own waveform
+            explains (the least-squares filters) against its level in the mix (filters and
+            `incoherent_power`), the bands weighted by the stem's energy; 0 dB for a stem that
+            is in the mix sample for sample, far under for one that renders differently
+            every time (its waveform then fits only that share of it).
+        held: ``(tracks,)`` bool, channels that the waveform cannot refine: that share is
+            under `MIN_COHERENT_SHARE`.
+
+    Both are 0 dB and False where the start without `incoherent_power` was kept.
     """
 
     settings: ConsoleTensors
     reverb: ReverbFit | None
     compressors: list[CompressorFit] | None
+    coherence_db: torch.Tensor
+    held: torch.Tensor
 
 
 def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, sample_rate: int,
-                     config: ReverseConfig, ceiling_dbtp: float) -> Start:
+                     config: ReverseConfig, ceiling_dbtp: float,
+                     choose: Callable[[list[ConsoleTensors]], int] | None = None) -> Start:
     """Least-squares gains, pans and EQ, then the reverb and the compressors (see the module docstring).
 
     Each channel gets the pan of `pans_from_filters` and the gain and `STANDARD_EQ`
     bands `fit_standard_eq` fits to its `band_responses` (no bands without
-    ``config.fit_eq``). With ``config.fit_reverb``, the sends, decay and pre-delay of
-    `fit_reverb`; with ``config.fit_compressor``, a compressor where `fit_compressor`
-    keeps one (its fader corrected by the fit's constant), the neutral compressor
-    elsewhere (`fit` fits the reverb again once the refinement has placed the dry
-    channels). The master has loudness normalisation off, gain 0 dB and the
-    limiter at ``ceiling_dbtp``; the limiter's gain on the estimated mix is applied to
-    the contributions the reverb and the gain tracks are measured from.
+    ``config.fit_eq``): two starts, the responses of the filters alone (the waveform
+    each stem explains) and with `incoherent_power` added (each stem's level in the
+    mix, for stems the mix holds as another rendering); ``choose`` picks one (by the
+    reported loss in `mixdown.mixers.reverse.fit`; None: the filters alone). With
+    ``config.fit_reverb``, the sends, decay and pre-delay of `fit_reverb`; with
+    ``config.fit_compressor``, a compressor where `fit_compressor` keeps one (its
+    fader corrected by the fit's constant), the neutral compressor elsewhere (`fit`
+    fits the reverb again once the refinement has placed the dry channels). The master
+    has loudness normalisation off, gain 0 dB and the limiter at ``ceiling_dbtp``; the
+    limiter's gain on the estimated mix is applied to the contributions the reverb and
+    the gain tracks are measured from.
 
     Args:
         stems: ``(tracks, 2, samples)``, mono stems duplicated on both channels.
@@ -92,6 +111,7 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
         sample_rate: in Hz.
         config: which processors to fit, and the EQ fit's steps and prior.
         ceiling_dbtp: the master limiter's ceiling (NaN: off).
+        choose: given the two dry starts (batch-1 settings), the index of the one to keep.
 
     Returns:
         The settings (batch-1: channel fields ``(1, tracks)``, band fields
@@ -100,34 +120,32 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
     n_fft = 1 << max(8, round(math.log2(config.ls_window_s * sample_rate)))
     filters, power = least_squares_filters(stems, reference, n_fft)
     pan = pans_from_filters(filters, power)
-    response_db, weight, centre = band_responses(filters, power, stereo, sample_rate)
+    coherent_db, weight, centre = band_responses(filters, power, stereo, sample_rate)
     tracks = stems.shape[0]
     silent = weight.sum(-1) <= 0
-    with torch_threads(1):
-        fit = fit_standard_eq(response_db, torch.where(silent[:, None], 1.0, weight), centre, sample_rate,
-                              config.eq_fit_steps if config.fit_eq else 0, config.eq_prior_weight,
-                              config.eq_polish_steps if config.fit_eq else 0)
-    if not config.fit_eq:
-        fit = replace(fit, eq_gain_db=torch.zeros_like(fit.eq_gain_db))
-    gain = fader_in_range(torch.where(silent, 0.0, fit.gain_db))
-    batch = lambda t: t[None].float()  # noqa: E731
-    band_types = torch.tensor([BAND_TYPE_IDS[t] for t in STANDARD_EQ]).repeat(1, tracks, 1)
-    if not config.fit_eq:
-        band_types = band_types[..., :0]
-    bands = band_types.shape[-1]
-    neutral = CompressorParams()
-    p = ConsoleTensors(
-        gain_db=batch(gain), pan=batch(pan), mute=torch.zeros(1, tracks, dtype=torch.bool), eq_type=band_types,
-        eq_freq_hz=batch(fit.freq_hz)[..., :bands], eq_gain_db=batch(fit.eq_gain_db)[..., :bands],
-        eq_q=batch(fit.q)[..., :bands],
-        **{name: torch.full((1, tracks), float(getattr(neutral, name))) for name in (*COMPRESSOR_PARAMS, "makeup_db")},
-        reverb_send_db=torch.full((1, tracks), -math.inf), master_gain_db=torch.zeros(1),
-        target_lufs=torch.full((1,), math.nan), ceiling_dbtp=torch.tensor([ceiling_dbtp]),
-        reverb_decay_s=torch.tensor([MasterParams().reverb.decay_s]),
-        reverb_predelay_ms=torch.tensor([MasterParams().reverb.predelay_ms]), reverb_return_db=torch.zeros(1))
+    coherence, held = torch.ones(tracks, dtype=torch.float64), torch.zeros(tracks, dtype=torch.bool)
+    responses = [coherent_db]
+    if choose is not None:
+        responses.append(band_responses(filters, power, stereo, sample_rate,
+                                        incoherent_power(stems, reference, filters, sample_rate))[0])
+    weights = torch.where(silent[:, None], 1.0, weight).repeat(len(responses), 1)
+    with torch_threads(1):  # both starts in one batch
+        fits = fit_standard_eq(torch.cat(responses), weights, centre, sample_rate,
+                               config.eq_fit_steps if config.fit_eq else 0, config.eq_prior_weight,
+                               config.eq_polish_steps if config.fit_eq else 0)
+    part = lambda k: EQFit(*(getattr(fits, f.name)[k * tracks:(k + 1) * tracks]  # noqa: E731
+                             for f in dataclass_fields(fits)))
+    starts = [_dry_settings(part(k), pan, silent, config.fit_eq, ceiling_dbtp) for k in range(len(responses))]
+    p = starts[0]
+    if choose is not None and choose(starts) == 1:
+        p = starts[1]
+        energy = lambda db: (weight * 10.0 ** (db / 10.0)).sum(-1)  # noqa: E731
+        coherence = torch.where(silent, 1.0, energy(coherent_db) / energy(responses[1]))
+        held = coherence < MIN_COHERENT_SHARE
+    coherence_db = 10.0 * torch.log10(coherence)
     reverb_fit, compressor_fits = None, None
     if not (config.fit_reverb or config.fit_compressor):
-        return Start(p, reverb_fit, compressor_fits)
+        return Start(p, reverb_fit, compressor_fits, coherence_db, held)
     parts = contributions(stems, p, stereo, sample_rate).double()
     reference = reference.double()
     if config.fit_reverb:
@@ -136,7 +154,55 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
     if config.fit_compressor:
         mask = limiter_gain_mask(parts.sum(0) + wet(parts, p, sample_rate), ceiling_dbtp, sample_rate)
         p, compressor_fits = compressors(stems, reference, stereo, p, mask * parts, sample_rate)
-    return Start(p, reverb_fit, compressor_fits)
+    return Start(p, reverb_fit, compressor_fits, coherence_db, held)
+
+
+def _dry_settings(fit: EQFit, pan: torch.Tensor, silent: torch.Tensor, fit_eq: bool,
+                  ceiling_dbtp: float) -> ConsoleTensors:
+    """Batch-1 settings of a stage-1 fit: its faders and EQ (none without ``fit_eq``), ``pan`` ``(tracks,)``,
+    no compressor or reverb, the master without normalisation and with the limiter at ``ceiling_dbtp``."""
+    tracks = len(pan)
+    gain = fader_in_range(torch.where(silent, 0.0, fit.gain_db))
+    batch = lambda t: t[None].float()  # noqa: E731
+    band_types = torch.tensor([BAND_TYPE_IDS[t] for t in STANDARD_EQ]).repeat(1, tracks, 1)
+    if not fit_eq:
+        band_types = band_types[..., :0]
+    bands = band_types.shape[-1]
+    neutral = CompressorParams()
+    return ConsoleTensors(
+        gain_db=batch(gain), pan=batch(pan), mute=torch.zeros(1, tracks, dtype=torch.bool), eq_type=band_types,
+        eq_freq_hz=batch(fit.freq_hz)[..., :bands], eq_gain_db=batch(fit.eq_gain_db)[..., :bands],
+        eq_q=batch(fit.q)[..., :bands],
+        **{name: torch.full((1, tracks), float(getattr(neutral, name))) for name in (*COMPRESSOR_PARAMS, "makeup_db")},
+        reverb_send_db=torch.full((1, tracks), -math.inf), master_gain_db=torch.zeros(1),
+        target_lufs=torch.full((1,), math.nan), ceiling_dbtp=torch.tensor([ceiling_dbtp]),
+        reverb_decay_s=torch.tensor([MasterParams().reverb.decay_s]),
+        reverb_predelay_ms=torch.tensor([MasterParams().reverb.predelay_ms]), reverb_return_db=torch.zeros(1))
+
+
+def stage_variants(start: Start) -> list[ConsoleTensors]:
+    """The start with and without its reverb, the compressors kept as `fit_compressor` chose them.
+
+    The reverb fit explains the energy the dry estimate leaves over; on a real mix that
+    leftover is also energy the console cannot model (instruments that render
+    differently every time, the producer's own effects), which a reverb send then soaks
+    up. `mixdown.mixers.reverse.fit` keeps the variant whose whole render has the lowest
+    reported loss. The compressors are not chosen that way: each one was kept on the
+    waveform because it explains a share of its channel that no constant gain does
+    (`dynamics.explained_shares`), and its grid-start settings are only where the
+    refinement begins, so a start without them can score lower before the refinement
+    and still be the wrong model (a compressor dropped here is never refined).
+
+    Args:
+        start: `initial_settings`' result.
+
+    Returns:
+        Distinct batch-1 settings: ``start.settings`` without sends first, then with them
+        where a reverb was fitted.
+    """
+    full = start.settings
+    dry = replace(full, reverb_send_db=torch.full_like(full.reverb_send_db, -math.inf))
+    return [dry] if start.reverb is None else [dry, full]
 
 
 def reverb_of(parts: torch.Tensor, reference: torch.Tensor, p: ConsoleTensors, ceiling_dbtp: float,
