@@ -261,12 +261,13 @@ def audio_batch_losses(base: Any, conditioner: ReferenceConditioner, recipe: Sty
     (see the module docstring)."""
     inputs, reference, truth = _collate(batch)
     stems, stereo, mix = excerpt_audio(recipe, batch)
+    mix_lufs = integrated_loudness(mix, ANALYSIS_RATE_HZ)
     losses = []
     for style in (reference, None):
         estimate = conditioned_estimate(base, conditioner, inputs, style)
         output = render_tensor(stems, estimate.params, stereo, ANALYSIS_RATE_HZ, strip_grad=False)
         with torch.no_grad():
-            lift_db = (integrated_loudness(output, ANALYSIS_RATE_HZ) - integrated_loudness(mix, ANALYSIS_RATE_HZ))
+            lift_db = integrated_loudness(output, ANALYSIS_RATE_HZ) - mix_lufs
             target = mix * torch.pow(10.0, torch.nan_to_num(lift_db, posinf=0.0, neginf=0.0) / 20.0)[:, None, None]
         loss = stereo_loss(output, target)
         if recipe.feature_weight > 0:
