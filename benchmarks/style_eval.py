@@ -185,20 +185,21 @@ def main(argv: list[str] | None = None) -> int:
         for m in ("learned", "optimised"):
             gain, wins = relative_improvement(loss[m], loss[base])
             lines.append(f"- {m} vs {base}: {100 * gain:+.1f} % ({wins}/{args.songs} songs better)")
-    lines += ["", f"## A reference from another song ({args.cross_songs} songs: song i's stems, song i+1's mix)", "",
-              "Style distance to the other song's reference (lower is closer), mean over songs, and per feature "
-              "group (scaled: 1 = one audible step, `mixdown.style.loss.STYLE_SCALES`):", ""]
-    groups = list(cross_terms[args.model])
-    lines += ["| method | distance | " + " | ".join(groups) + " |", "|---" * (len(groups) + 2) + "|"]
-    for m in cross_methods:
-        lines.append(f"| {m} | {statistics.fmean(cross[m]):.3f} | "
-                     + " | ".join(f"{statistics.fmean(cross_terms[m][g]):.3f}" for g in groups) + " |")
-    for m in ("learned", "optimised"):
-        closer = sum(a < b for a, b in zip(cross[m], cross["no reference"], strict=True))
-        share = 1 - statistics.fmean(cross[m]) / statistics.fmean(cross["no reference"])
-        lines.append("")
-        lines.append(f"- {m}: {100 * share:+.1f} % closer than without a reference on average; closer on "
-                     f"{closer}/{args.cross_songs} songs")
+    if args.cross_songs:
+        lines += ["", f"## A reference from another song ({args.cross_songs} songs: song i's stems, song i+1's mix)", "",
+                  "Style distance to the other song's reference (lower is closer), mean over songs, and per feature "
+                  "group (scaled: 1 = one audible step, `mixdown.style.loss.STYLE_SCALES`):", ""]
+        groups = list(cross_terms[args.model])
+        lines += ["| method | distance | " + " | ".join(groups) + " |", "|---" * (len(groups) + 2) + "|"]
+        for m in cross_methods:
+            lines.append(f"| {m} | {statistics.fmean(cross[m]):.3f} | "
+                         + " | ".join(f"{statistics.fmean(cross_terms[m][g]):.3f}" for g in groups) + " |")
+        for m in ("learned", "optimised"):
+            closer = sum(a < b for a, b in zip(cross[m], cross["no reference"], strict=True))
+            share = 1 - statistics.fmean(cross[m]) / statistics.fmean(cross["no reference"])
+            lines.append("")
+            lines.append(f"- {m}: {100 * share:+.1f} % closer than without a reference on average; closer on "
+                         f"{closer}/{args.cross_songs} songs")
     png = args.out.with_suffix(".png")
     if plot_data is not None and _plot(plot_data, png):
         lines += ["", f"![balance and width of song 0 against song 1's reference]({png.name})"]

@@ -293,6 +293,30 @@ def test_conditioner_corrects_either_base() -> None:
     assert not torch.allclose(settings["estimator"], settings["dmc"])  # two different predictors
 
 
+@pytest.mark.parametrize("corrected", [("gain_db", "pan"), ("eq_gain_db", "threshold_db")])
+def test_conditioner_changes_exactly_the_outputs_it_corrects(corrected: tuple[str, ...]) -> None:
+    from mixdown.mixers.estimator import EstimatorMixer
+    from mixdown.params import head_outputs
+    from mixdown.style.conditioned import ConditionerConfig, ReferenceConditioner, conditioned_estimate
+    from mixdown.style.conditioned import conditioner_inputs, load_base
+
+    stems, _ = EstimatorMixer().analysis_batch(three_stems(2.0))
+    mask = torch.ones(stems.shape[:2], dtype=torch.bool)
+    instruments = torch.zeros(stems.shape[:2], dtype=torch.long)
+    base = load_base("estimator")
+    conditioner = ReferenceConditioner(ConditionerConfig(corrected=corrected))
+    torch.nn.init.normal_(conditioner.channel[-1].weight)
+    inputs = conditioner_inputs(base, stems, mask, instruments, torch.zeros_like(mask))
+    with torch.no_grad():
+        plain = base.estimate(stems, mask, instruments).normalized
+        moved = conditioned_estimate(base, conditioner, inputs, torch.randn(stems.shape[0], STYLE_DIM)).normalized
+    changed = (moved - plain).abs().amax(dim=(0, 1)) > 1e-6
+    expected = torch.tensor([o.tensor in corrected for o in head_outputs(base.config.sample_rate, "channel")])
+    assert torch.equal(changed, expected)
+    with pytest.raises(ValueError, match="corrected must name"):
+        ConditionerConfig(corrected=("ratio",))
+
+
 def test_conditioner_starts_as_the_estimator_and_round_trips(tmp_path: Path) -> None:
     from mixdown.mixers.estimator import EstimatorMixer
     from mixdown.style.conditioned import (

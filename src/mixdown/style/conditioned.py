@@ -13,8 +13,9 @@ base has its own conditioner weights (`CONDITIONER_WEIGHTS`). Its inputs:
   per coarse band (which tracks a band's correction should move);
 * for the master: the base's master settings.
 
-It corrects only what a mix-level style can tell (`CORRECTED`: faders, pans, reverb
-sends and the reverb decay); the base's track embeddings are left out of its inputs,
+It corrects only what a mix-level style can tell (`ConditionerConfig.corrected`, of
+`CORRECTABLE`; the shipped ones: faders, pans, EQ gains, which carry a song's tilt,
+reverb sends and the reverb decay); the base's track embeddings are left out of its inputs,
 since with them it overfits the few hundred training songs at once. Its last layers
 start at zero, so an untrained conditioner gives exactly the base's settings. Without a
 reference the encoder's output is a learned vector (``null_reference``), trained on the
@@ -60,8 +61,9 @@ from mixdown.style.features import (
 
 MODEL_NAME = "style_conditioner"
 N_BANDS = len(BAND_EDGES_HZ) - 1
-CORRECTED = ("gain_db", "pan", "reverb_send_db", "reverb_decay_s")
-"""Outputs of the base's heads the conditioner corrects; the rest stay the base's."""
+CORRECTABLE = ("gain_db", "pan", "eq_gain_db", "threshold_db", "reverb_send_db", "reverb_decay_s")
+"""Outputs of the base's heads a conditioner may correct (``eq_gain_db``: every band's
+gain); `ConditionerConfig.corrected` picks some, the rest stay the base's."""
 BASES = ("estimator", "dmc")
 """Parameter predictors a conditioner can correct: the shipped model of that name."""
 CONDITIONER_WEIGHTS = {"estimator": "estimator_reference.pt", "dmc": "dmc_reference.pt"}
@@ -75,11 +77,13 @@ class ConditionerConfig:
     Attributes:
         base: the parameter predictor it corrects, one of `BASES`.
         hidden: width of the hidden layers.
+        corrected: the base's outputs it corrects, of `CORRECTABLE`.
         sample_rate: rate of the base and of the style analysis, Hz.
     """
 
     base: str = "estimator"
     hidden: int = 64
+    corrected: tuple[str, ...] = ("gain_db", "pan", "reverb_send_db", "reverb_decay_s")
     sample_rate: int = ANALYSIS_RATE_HZ
 
     def __post_init__(self) -> None:
@@ -87,6 +91,10 @@ class ConditionerConfig:
             raise ValueError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
         if self.hidden < 1:
             raise ValueError("hidden must be positive")
+        object.__setattr__(self, "corrected", tuple(self.corrected))
+        unknown = sorted(set(self.corrected) - set(CORRECTABLE))
+        if unknown or not self.corrected:
+            raise ValueError(f"corrected must name some of {', '.join(CORRECTABLE)}, got {list(self.corrected)}")
 
 
 @dataclass
@@ -133,7 +141,7 @@ class ReferenceConditioner(nn.Module):
         for name, level, count in (("channel_mask", "channel", N_CHANNEL_PARAMS),
                                    ("master_mask", "master", N_MASTER_PARAMS)):
             outputs = head_outputs(config.sample_rate, level)  # type: ignore[arg-type]
-            self.register_buffer(name, torch.tensor([o.tensor in CORRECTED and o.band is None for o in outputs],
+            self.register_buffer(name, torch.tensor([o.tensor in config.corrected for o in outputs],
                                                     dtype=torch.float32), persistent=False)
             assert len(outputs) == count
         for last in (self.channel[-1], self.master[-1]):

@@ -16,8 +16,8 @@ and of the base alone; the epoch kept is the one with the lowest sum of the firs
 
 Then, for ``audio_epochs``, the audio stage: as Diff-MST, the loss is against the stems
 half's own mix. Each excerpt is rendered with the corrected settings
-(`mixdown.console.render_tensor`; the base's EQs and compressors, which the
-conditioner does not correct, run without gradients) and compared with the same excerpt
+(`mixdown.console.render_tensor`; the EQs and compressors run without gradients
+unless the conditioner corrects their settings) and compared with the same excerpt
 of the song's mix, brought to the render's loudness: `mixdown.losses.StereoLoss` plus
 ``feature_weight`` times the style distance of the two (`mixdown.style.loss`), plus
 ``audio_param_weight`` times the parameter loss, which keeps the settings readable where
@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from mixdown.audio import load_audio
+from mixdown.config import config_to_dict
 from mixdown.console import ConsoleTensors, render_tensor
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.errors import MixdownError
@@ -76,6 +77,7 @@ class StyleRecipe:
         segment_s: length of each half (reference, stems).
         excerpt_s: length of each stems excerpt.
         hidden: conditioner width.
+        corrected: the base's outputs the conditioner corrects (`ConditionerConfig.corrected`).
         epochs, batch_size, lr, weight_decay, seed, threads: optimisation.
         audio_epochs: epochs of the audio stage after the parameter stage (0: none).
         audio_songs: training songs the audio stage uses, the first ones (None: all); it
@@ -98,6 +100,7 @@ class StyleRecipe:
     segment_s: float = 4.0
     excerpt_s: float = 2.0
     hidden: int = 64
+    corrected: tuple[str, ...] = ConditionerConfig.corrected
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-3
@@ -262,10 +265,11 @@ def audio_batch_losses(base: Any, conditioner: ReferenceConditioner, recipe: Sty
     inputs, reference, truth = _collate(batch)
     stems, stereo, mix = excerpt_audio(recipe, batch)
     mix_lufs = integrated_loudness(mix, ANALYSIS_RATE_HZ)
+    strip_grad = bool(set(conditioner.config.corrected) & {"eq_gain_db", "threshold_db"})
     losses = []
     for style in (reference, None):
         estimate = conditioned_estimate(base, conditioner, inputs, style)
-        output = render_tensor(stems, estimate.params, stereo, ANALYSIS_RATE_HZ, strip_grad=False)
+        output = render_tensor(stems, estimate.params, stereo, ANALYSIS_RATE_HZ, strip_grad=strip_grad)
         with torch.no_grad():
             lift_db = integrated_loudness(output, ANALYSIS_RATE_HZ) - mix_lufs
             target = mix * torch.pow(10.0, torch.nan_to_num(lift_db, posinf=0.0, neginf=0.0) / 20.0)[:, None, None]
@@ -339,7 +343,8 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
     """Cache the examples, train the conditioner (both stages), write it to ``recipe.export``.
 
     Returns:
-        Figures: validation losses of each stage with and without the reference, examples, time.
+        Figures: validation losses of each stage with and without the reference, examples,
+        time, and the recipe (seeds included); the checkpoint's ``info`` holds the same.
     """
     began = time.perf_counter()
     if recipe.export is not None and not Path(recipe.export).parent.is_dir():
@@ -352,7 +357,8 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
     cut = recipe.songs - recipe.val_songs
     train_set = [ex for ex in examples if ex.song < cut]
     val_set = [ex for ex in examples if ex.song >= cut]
-    conditioner = ReferenceConditioner(ConditionerConfig(base=recipe.base, hidden=recipe.hidden))
+    conditioner = ReferenceConditioner(ConditionerConfig(base=recipe.base, hidden=recipe.hidden,
+                                                                 corrected=recipe.corrected))
     epochs = recipe.epochs + recipe.audio_epochs
     report = None if progress is None else lambda offset: lambda epoch: progress(0.4 + 0.6 * (offset + epoch) / epochs,
                                                                                  1.0)
@@ -375,7 +381,7 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
         info |= {"val_audio_loss_with_reference": round(audio_scores[0], 5),
                  "val_audio_loss_without_reference": round(audio_scores[1], 5), "best_audio_epoch": audio_epoch}
     info |= {"train_examples": len(train_set), "val_examples": len(val_set),
-             "seconds": round(time.perf_counter() - began, 1)}
+             "seconds": round(time.perf_counter() - began, 1), "recipe": config_to_dict(recipe)}
     if recipe.export is not None:
         save_conditioner(conditioner.eval(), recipe.export, info)
     return info
