@@ -107,6 +107,22 @@ def test_streamed_reverb_equals_differentiable_render(chunk_frames, fft_frames, 
     assert np.abs(streamed - whole).max() < 1e-5
 
 
+def test_render_without_sends_skips_the_reverb_exactly(monkeypatch):
+    """Every send off: the reverb is not run (no response built), and the render is the one with it run
+    on the silent send bus (streamed, which always runs it), to float rounding."""
+    multitrack = _multitrack()
+    params = _full_chain(multitrack)
+    for channel in params.channels:
+        channel.reverb_send_db = None
+    streamed = render(multitrack, params)
+    built = []
+    monkeypatch.setattr("mixdown.console.impulse_response", lambda *args: built.append(args))
+    whole = render_tensor(torch.from_numpy(multitrack.to_array())[None], ConsoleTensors.from_params([params]),
+                          torch.from_numpy(multitrack.stereo_mask())[None], SR)[0].numpy()
+    assert not built
+    assert np.abs(streamed - whole).max() < 1e-5
+
+
 def test_batched_render_equals_one_at_a_time():
     multitrack = _multitrack()
     first = _full_chain(multitrack)

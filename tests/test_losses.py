@@ -1,4 +1,4 @@
-"""StereoLoss: known answers, the left/right symmetry, auraloss reference, gradients, shapes."""
+"""StereoLoss: known answers, the left/right symmetry, auraloss reference, gradients, shapes; FixedTargetLoss."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import auraloss
 import pytest
 import torch
 
-from mixdown.losses import StereoLoss, StereoLossConfig
+from mixdown.losses import FixedTargetLoss, StereoLoss, StereoLossConfig
 
 SAMPLES = 16384
 SPECTRAL = StereoLossConfig(fft_sizes=(256, 1024, 4096))
@@ -89,6 +89,38 @@ def test_batch_equals_one_at_a_time(reduction):
     expected = {"mean": single.mean(), "sum": single.sum(), "none": single}[reduction]
     assert batched.shape == expected.shape
     torch.testing.assert_close(batched, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("time_l1_weight", [0.0, 0.5])
+def test_fixed_target_equals_stereo_loss(reduction, time_l1_weight):
+    """The target's spectra computed once: the same value as `StereoLoss` (the same operations), for every
+    estimate scored against it."""
+    loss = StereoLoss(StereoLossConfig(fft_sizes=(256, 1024, 4096), time_l1_weight=time_l1_weight), reduction)
+    target = _noise(2, seed=2)
+    fixed = FixedTargetLoss(loss, target)
+    for seed in (1, 3):
+        estimate = _noise(2, seed=seed)
+        torch.testing.assert_close(fixed(estimate), loss(estimate, target), rtol=1e-6, atol=0.0)
+
+
+def test_fixed_target_passes_gradients_to_the_estimate_only():
+    target = _noise(seed=2).requires_grad_(True)
+    estimate = _noise(seed=1).requires_grad_(True)
+    FixedTargetLoss(StereoLoss(SPECTRAL), target)(estimate).backward()
+    assert float(estimate.grad.abs().sum()) > 0.0 and target.grad is None
+
+
+@pytest.mark.parametrize("shape", [(1, 2, SAMPLES - 1), (2, 2, SAMPLES), (1, 1, SAMPLES)])
+def test_fixed_target_rejects_other_shapes(shape):
+    fixed = FixedTargetLoss(StereoLoss(SPECTRAL), _noise())
+    with pytest.raises(ValueError, match="batch, 2, samples"):
+        fixed(torch.zeros(shape))
+
+
+def test_fixed_target_rejects_a_short_target():
+    with pytest.raises(ValueError, match="shorter"):
+        FixedTargetLoss(StereoLoss(SPECTRAL), torch.zeros(1, 2, SPECTRAL.min_samples - 1))
 
 
 def test_gradient_matches_finite_differences():

@@ -126,10 +126,34 @@ def test_least_squares_filters_known_answer():
     left, right = torch.tensor([0.5, 0.2, 1.1], dtype=torch.float64), torch.tensor([0.1, 0.7, -0.4],
                                                                                    dtype=torch.float64)
     mix = torch.stack([(left[:, None] * stems[:, 0]).sum(0), (right[:, None] * stems[:, 1]).sum(0)])
-    filters, power = least_squares_filters(stems, mix, n_fft=256, block_frames=16)
+    filters, power, _ = least_squares_filters(stems, mix, n_fft=256, block_frames=16)
     assert filters.shape == (2, 129, 3) and power.shape == (2, 129, 3)
     torch.testing.assert_close(filters[0, 1:-1], left.to(filters.dtype).expand(127, 3), atol=1e-4, rtol=0)
     torch.testing.assert_close(filters[1, 1:-1], right.to(filters.dtype).expand(127, 3), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_band_information_is_the_signal_to_residual_ratio(noise):
+    """A white stem alone in the mix is explained to `MODEL_PRECISION` in every bin: each band's information is
+    its bins times both channels over that floor. With white noise of the stem's power added (not a stem), the
+    residual is the noise: about one per bin and channel."""
+    from mixdown.mixers.reverse.least_squares import MODEL_PRECISION, band_information, band_of_bins
+
+    rng = np.random.default_rng(1)
+    n_fft = 256
+    stems = torch.from_numpy(rng.standard_normal((1, 1, 64 * n_fft))).repeat(1, 2, 1)
+    mix = 0.5 * stems[0] + noise * 0.5 * torch.from_numpy(rng.standard_normal((2, 64 * n_fft)))
+    filters, power, residual = least_squares_filters(stems, mix, n_fft=n_fft, block_frames=16)
+    information = band_information(filters, power, residual, SR)[0]
+    band, bands = band_of_bins(n_fft, SR)
+    counts = torch.zeros(bands, dtype=torch.float64).index_add_(0, band[1:], torch.ones(len(band) - 1,
+                                                                                        dtype=torch.float64))
+    expected = 2.0 * counts / (MODEL_PRECISION if noise == 0.0 else 1.0)
+    if noise == 0.0:
+        torch.testing.assert_close(information, expected, rtol=1e-3, atol=0.0)
+    else:  # bands of one bin fluctuate with the noise; all together they do not
+        torch.testing.assert_close(information, expected, rtol=0.5, atol=0.0)
+        assert float(information.sum()) == pytest.approx(float(expected.sum()), rel=0.05)
 
 
 @pytest.mark.parametrize("pan", [-1.0, -0.4, 0.0, 0.3, 1.0])
@@ -298,6 +322,34 @@ def test_a_known_compressor_is_kept_whatever_the_start_loss(band):
     assert all(c.compressor is None for c in estimate.channels if c.name in ("keys", "overheads"))
 
 
+def test_a_wrong_compressor_start_is_refined_beside_the_dry_start(band, monkeypatch):
+    """A linear mix (no compressor) whose waveform stage is made to keep a heavy compressor on the keys
+    (threshold -50 dB, ratio 10, as a real song's effects can make it keep one): that start scores worse than
+    the dry stage-1 start, so both are refined and the one without compressors is returned (the fit without
+    this: the compressed start only, which the refinement cannot bring back in a few steps), with the true
+    faders and pans and no compressor anywhere."""
+    import mixdown.mixers.reverse.start as start_module
+    from mixdown.mixers.reverse.dynamics import CompressorFit
+
+    keys = band.names.index("keys")
+    chosen = start_module.fit_compressor
+
+    def forced(x, static, target, tracks, index, sample_rate):
+        if index != keys:
+            return chosen(x, static, target, tracks, index, sample_rate)
+        return CompressorFit(True, {"threshold_db": -50.0, "ratio": 10.0, "attack_ms": 5.0, "release_ms": 150.0,
+                                    "knee_db": 6.0}, 0.0, 0.01)
+
+    monkeypatch.setattr(start_module, "fit_compressor", forced)
+    truth = _gain_pan_params(band, None)
+    estimate, report = fit(band, render(band, truth), replace(FAST, steps=4, excerpt_s=0.5, fit_eq=False))
+    assert report.start == "least squares without compressors"
+    assert all(c.compressor is None for c in estimate.channels)
+    for e, t in zip(estimate.ordered_like(band.names).channels, truth.channels, strict=True):
+        assert e.gain_db == pytest.approx(t.gain_db, abs=0.3), e.name
+        assert e.pan == pytest.approx(t.pan, abs=0.02), e.name
+
+
 def test_full_chain_lowers_the_loss_and_validates(band):
     truth = _full_params(band)
     output = ReverseMethod(replace(FAST, steps=6, excerpt_s=0.5)).run(band, target=render(band, truth))
@@ -413,7 +465,7 @@ def test_incoherent_power_restores_a_stem_rendered_anew(band):
     truth = _gain_pan_params(band, None)
     reference = torch.from_numpy(render(_rendered_anew(band, "hihat", 99), truth))
     stems, stereo = torch.from_numpy(band.to_array()), torch.from_numpy(band.stereo_mask())
-    filters, power = least_squares_filters(stems, reference, 2048)
+    filters, power, _ = least_squares_filters(stems, reference, 2048)
     coherent_db, weight, _ = band_responses(filters, power, stereo, SR)
     total_db, _, _ = band_responses(filters, power, stereo, SR, incoherent_power(stems, reference, filters, SR))
     # each channel's level (dB): its band responses' mean, weighted by the stem's energy
@@ -533,7 +585,7 @@ def test_explained_shares_known_answer():
     """A mix that is one compressed stem plus another stem: the true compressor explains the most, with the
     fader correction 1; no compression (ratio 1) explains nothing; a wrong threshold explains less."""
     from mixdown.dsp.compressor import compressor
-    from mixdown.mixers.reverse.dynamics import FRAME, explained_shares
+    from mixdown.mixers.reverse.dynamics import FRAME, explained_shares, frame_gains
 
     rng = np.random.default_rng(0)
     samples = 64 * FRAME
@@ -546,11 +598,29 @@ def test_explained_shares_known_answer():
     target = compressed[0].expand(2, -1) + other
     candidates = torch.cat([true, torch.tensor([[-12.0, 1.0, 5.0, 100.0, 2.0], [-3.0, 4.0, 5.0, 100.0, 2.0]],
                                                dtype=torch.float64)])
-    shares, gains = explained_shares(x, static, target, 0, torch.ones(64, dtype=torch.bool), candidates, SR)
+    shares, gains = explained_shares(x, static, target, frame_gains(static, target), 0,
+                                     torch.ones(64, dtype=torch.bool), candidates, SR)
     assert int(shares.argmax()) == 0 and float(shares[0]) > 1e-3
     assert float(gains[0]) == pytest.approx(1.0, abs=1e-3)
     assert float(shares[1]) == pytest.approx(0.0, abs=1e-9)
     assert 0.0 < float(shares[2]) < float(shares[0])
+
+
+def test_gain_tracks_of_chosen_frames_are_those_of_their_samples():
+    """`explained_shares` takes the others' normal equations from the whole window's `frame_gains`, picked by
+    `GainTracks.frames`: equal to those of the chosen frames' samples concatenated."""
+    from mixdown.mixers.reverse.dynamics import FRAME, frame_gains
+
+    generator = torch.Generator().manual_seed(0)
+    static = torch.randn(3, 2, 40 * FRAME, generator=generator, dtype=torch.float64)
+    target = static.sum(0) + 0.1 * torch.randn(2, 40 * FRAME, generator=generator, dtype=torch.float64)
+    ranges = [(2, 9), (20, 31)]
+    picked = frame_gains(static, target).frames(ranges)
+    cut = lambda x: torch.cat([x[..., begin * FRAME:end * FRAME] for begin, end in ranges], dim=-1)  # noqa: E731
+    direct = frame_gains(cut(static), cut(target))
+    for name in ("gram", "cross"):
+        torch.testing.assert_close(getattr(picked, name), getattr(direct, name), rtol=1e-12, atol=0.0)
+    assert picked.gain.shape == picked.weight.shape == (3, 18)
 
 
 def test_compressor_fit_of_a_channel_never_heard_is_off():
@@ -560,7 +630,9 @@ def test_compressor_fit_of_a_channel_never_heard_is_off():
 
     frames = 60 * SR // FRAME
     tracks = GainTracks(gain=torch.ones(1, frames, dtype=torch.float64),
-                        weight=torch.zeros(1, frames, dtype=torch.float64))
+                        weight=torch.zeros(1, frames, dtype=torch.float64),
+                        gram=torch.zeros(frames, 1, 1, dtype=torch.float64),
+                        cross=torch.zeros(frames, 1, dtype=torch.float64))
     assert informative_segments(tracks.weight[0], SR) == []
     fit = fit_compressor(np.zeros((1, frames * FRAME), dtype=np.float32), torch.zeros(1, 2, frames * FRAME),
                          torch.zeros(2, frames * FRAME), tracks, 0, SR)
@@ -611,7 +683,7 @@ def test_warm_start_is_the_estimators_prediction_at_the_references_level(band):
     assert torch.equal(candidate.eq_type, start.eq_type)
     assert bool(torch.isnan(candidate.target_lufs).all()) and torch.equal(candidate.ceiling_dbtp, start.ceiling_dbtp)
     _, report = fit(band, reference, replace(FAST, warm_start=True))
-    assert report.start in ("least squares", "estimator")
+    assert report.start in ("least squares", "estimator", "least squares without compressors")
 
 
 def test_not_a_reference_free_mixer():

@@ -278,11 +278,14 @@ def render_tensor(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Tensor, 
 
     Returns:
         ``(batch, 2, samples)`` mixes. The limiter's gain is applied as a constant
-        (no gradient through its detector); everything else is differentiated.
+        (no gradient through its detector); everything else is differentiated. Where every
+        send of the batch is off (-inf dB), the send bus is silent and the reverb is not run
+        (its settings then get no gradient, which would be 0).
     """
     dry, send = strip_buses(stems, p, stereo, sample_rate, strip_grad=strip_grad)[0].unbind(dim=1)
-    wet, _ = reverb(send, reverb_impulse_responses(p, sample_rate))
-    mix = dry + wet
+    mix = dry
+    if not bool(torch.isneginf(p.reverb_send_db).all()):
+        mix = mix + reverb(send, reverb_impulse_responses(p, sample_rate))[0]
     mix = mix * db_to_amplitude(_loudness_gain_db(integrated_loudness(mix, sample_rate), p))[:, None, None]
     limited = []
     for i in range(p.batch):

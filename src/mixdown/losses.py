@@ -11,7 +11,8 @@ phase spectrum auraloss computes but (with no phase term) never uses, which save
 about a third of the time. Because ``|STFT(-x)| = |STFT(x)|``, mirroring a mix (swapping
 its left and right channels) leaves the loss unchanged: the loss judges the balance,
 tone and width of a mix, not which side a source is on. An optional time-domain L1
-term (``time_l1_weight``) is sensitive to orientation and to phase.
+term (``time_l1_weight``) is sensitive to orientation and to phase. `FixedTargetLoss`
+scores many estimates against one target, its spectra computed once.
 
 auraloss belongs to the ``train`` extra and is imported when a loss is built.
 """
@@ -66,7 +67,12 @@ class StereoLossConfig:
 
 
 def _magnitude_stft_loss(fft_size: int, hop_size: int, eps: float) -> torch.nn.Module:
-    """auraloss `STFTLoss` (spectral convergence + log-magnitude L1, mean reduction) without the phase."""
+    """auraloss `STFTLoss` (spectral convergence + log-magnitude L1, mean reduction) without the phase.
+
+    Its two halves are apart: ``magnitudes`` of one signal, ``compare`` of two magnitude
+    spectra; ``compare(magnitudes(x), magnitudes(y))`` is what auraloss' forward returns
+    with these weights (1 for both terms, 0 for the linear-magnitude and phase terms).
+    """
     try:
         from auraloss.freq import STFTLoss
     except ImportError:
@@ -78,7 +84,19 @@ def _magnitude_stft_loss(fft_size: int, hop_size: int, eps: float) -> torch.nn.M
                                   return_complex=True)
             return torch.sqrt(torch.clamp(spectrum.real**2 + spectrum.imag**2, min=self.eps)), None
 
+        def magnitudes(self, x: torch.Tensor) -> torch.Tensor:
+            """``(1, samples)`` -> ``(1, bins, frames)``."""
+            self.window = self.window.to(x.device)
+            return self.stft(x)[0]
+
+        def compare(self, x_mag: torch.Tensor, y_mag: torch.Tensor) -> torch.Tensor:
+            return self.spectralconv(x_mag, y_mag) + self.logstft(x_mag, y_mag)
+
     return MagnitudeSTFTLoss(fft_size, hop_size, fft_size, eps=eps)
+
+
+Spectra = list[list[list[torch.Tensor]]]
+"""Magnitude spectra of a batch of mixes: ``[mix][sum, difference][resolution]``, each ``(1, bins, frames)``."""
 
 
 class StereoLoss(torch.nn.Module):
@@ -94,7 +112,8 @@ class StereoLoss(torch.nn.Module):
         Output: scalar, or ``(batch,)`` with ``reduction="none"``.
 
     Each mix's loss is computed on its own (spectral convergence normalises by the
-    target's norm, so pooling a batch would let loud mixes dominate quiet ones).
+    target's norm, so pooling a batch would let loud mixes dominate quiet ones). To score
+    many estimates against one target, `FixedTargetLoss` computes the target's spectra once.
     """
 
     def __init__(self, config: StereoLossConfig = StereoLossConfig(), reduction: Reduction = "mean"):
@@ -106,23 +125,31 @@ class StereoLoss(torch.nn.Module):
         self.resolutions = torch.nn.ModuleList(
             _magnitude_stft_loss(n, max(1, int(n * config.hop_fraction)), config.eps) for n in config.fft_sizes)
 
-    def _spectral(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean over resolutions for one-channel signals ``(1, 1, samples)``."""
-        return torch.stack([loss(estimate, target) for loss in self.resolutions]).mean()
-
-    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if estimate.dim() != 3 or estimate.shape[1] != 2 or estimate.shape != target.shape:
-            raise ValueError(f"expected estimate and target of equal shape (batch, 2, samples), "
-                             f"got {tuple(estimate.shape)} and {tuple(target.shape)}")
-        if estimate.shape[-1] < self.config.min_samples:
-            raise ValueError(f"signals of {estimate.shape[-1]} samples are shorter than the "
+    def check(self, mixes: torch.Tensor, name: str = "mixes") -> None:
+        """Raise ValueError unless ``mixes`` is ``(batch, 2, samples)`` with enough samples for the largest FFT."""
+        if mixes.dim() != 3 or mixes.shape[1] != 2:
+            raise ValueError(f"expected {name} of shape (batch, 2, samples), got {tuple(mixes.shape)}")
+        if mixes.shape[-1] < self.config.min_samples:
+            raise ValueError(f"signals of {mixes.shape[-1]} samples are shorter than the "
                              f"{self.config.min_samples} the largest FFT needs")
-        estimate_sd = torch.stack([estimate.sum(1), estimate[:, 0] - estimate[:, 1]], dim=1)
-        target_sd = torch.stack([target.sum(1), target[:, 0] - target[:, 1]], dim=1)
+
+    def spectra(self, mixes: torch.Tensor) -> Spectra:
+        """The magnitude spectra of every mix's sum and difference at every resolution (`Spectra`).
+
+        Shape:
+            mixes: ``(batch, 2, samples)``.
+        """
+        sd = torch.stack([mixes.sum(1), mixes[:, 0] - mixes[:, 1]], dim=1)
+        return [[[resolution.magnitudes(sd[i, k:k + 1]) for resolution in self.resolutions] for k in range(2)]
+                for i in range(mixes.shape[0])]
+
+    def compare(self, estimate: torch.Tensor, estimate_spectra: Spectra, target: torch.Tensor,
+                target_spectra: Spectra) -> torch.Tensor:
+        """The loss from both mixes and their `spectra`, reduced as ``self.reduction``."""
         per_mix = torch.stack([
-            (self.config.sum_weight * self._spectral(estimate_sd[i:i + 1, :1], target_sd[i:i + 1, :1])
-             + self.config.difference_weight * self._spectral(estimate_sd[i:i + 1, 1:], target_sd[i:i + 1, 1:])) / 2
-            for i in range(estimate.shape[0])])
+            (self.config.sum_weight * self._spectral(e[0], t[0])
+             + self.config.difference_weight * self._spectral(e[1], t[1])) / 2
+            for e, t in zip(estimate_spectra, target_spectra, strict=True)])
         if self.config.time_l1_weight > 0.0:
             per_mix = per_mix + self.config.time_l1_weight * (estimate - target).abs().mean(dim=(1, 2))
         if self.reduction == "mean":
@@ -130,3 +157,46 @@ class StereoLoss(torch.nn.Module):
         if self.reduction == "sum":
             return per_mix.sum()
         return per_mix
+
+    def _spectral(self, estimate: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
+        """Mean over resolutions of one signal's magnitude spectra against another's."""
+        return torch.stack([resolution.compare(e, t)
+                            for resolution, e, t in zip(self.resolutions, estimate, target, strict=True)]).mean()
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if estimate.dim() != 3 or estimate.shape[1] != 2 or estimate.shape != target.shape:
+            raise ValueError(f"expected estimate and target of equal shape (batch, 2, samples), "
+                             f"got {tuple(estimate.shape)} and {tuple(target.shape)}")
+        self.check(estimate)
+        return self.compare(estimate, self.spectra(estimate), target, self.spectra(target))
+
+
+class FixedTargetLoss(torch.nn.Module):
+    """`StereoLoss` against one fixed target whose spectra are computed once.
+
+    ``FixedTargetLoss(loss, target)(estimate)`` equals ``loss(estimate, target)`` (the same
+    operations, only the target's STFTs are not repeated): for scoring many estimates
+    against one mix, as reverse engineering does. The target is a constant (detached).
+
+    Args:
+        loss: the loss (its config and reduction).
+        target: ``(batch, 2, samples)``.
+
+    Shape:
+        estimate: as ``target``.
+        Output: as `StereoLoss`'s.
+    """
+
+    def __init__(self, loss: StereoLoss, target: torch.Tensor):
+        super().__init__()
+        loss.check(target, "target")
+        self.loss = loss
+        self.target = target.detach()
+        with torch.no_grad():
+            self.target_spectra = loss.spectra(self.target)
+
+    def forward(self, estimate: torch.Tensor) -> torch.Tensor:
+        if estimate.shape != self.target.shape:
+            raise ValueError(f"expected an estimate of the target's shape {tuple(self.target.shape)} "
+                             f"(batch, 2, samples), got {tuple(estimate.shape)}")
+        return self.loss.compare(estimate, self.loss.spectra(estimate), self.target, self.target_spectra)

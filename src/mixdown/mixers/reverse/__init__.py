@@ -11,7 +11,10 @@ matches the mix. Four stages:
    Their left/right energy ratio gives the constant-power pan, their magnitude the
    channel's gain times its EQ response, to which the `STANDARD_EQ` strip (high-pass,
    low shelf, bell, high shelf) is fitted on a 1/6-octave grid (a few starting
-   frequencies for the bell). On gain/pan-only mixes this stage alone recovers the
+   frequencies for the bell), the bands weighted by the stem's energy, or, on a linear
+   console (no compressor or reverb fitted), by the inverse variance of their measured
+   response (`least_squares.band_information`), which pins the shelves where a stem is
+   quiet but alone and so separates the fader from a shelf. On gain/pan-only mixes this stage alone recovers the
    settings. The filters see only the part of a stem that is in the mix sample for
    sample: an instrument that renders differently every time (free-running noise, random
    phases, as many of LMMS's do) is in a real mix as another rendering, which least
@@ -28,7 +31,10 @@ matches the mix. Four stages:
    leaves over, which in a real mix is also what the console cannot model: the start with
    and without it (`start.stage_variants`) whose whole render has the lowest reported loss
    is kept. The compressors stay as the waveform chose them (their grid starts are only
-   where the refinement begins, so the loss before it would misjudge them), and the reverb
+   where the refinement begins, so the loss before it would misjudge them); where the dry
+   start of stage 1 (no compressor, no reverb) scores lower, both are refined and the one whose result has the
+   lower reported loss is kept (on a real song, compressors that explain a little of the
+   waveform can cost more of that loss than the refinement wins back). The reverb
    fitted again after the refinement is kept as its energies have it: the reported loss
    compares log magnitudes, under which two renderings of the same reverb with different
    noise differ almost as much as a reverb and none (`reverb_fit`).
@@ -80,7 +86,8 @@ The stages, one module each, chained by `fit` (and `reverse_engineer`, `ReverseM
 * `config`: `ReverseConfig` (what is fitted, how long) and `ReverseReport`;
 * `reference`: `load_reference`, `check_reference`, `analysis_window` (the part fitted)
   and `master_from_reference` (loudness target and ceiling);
-* `least_squares`: `least_squares_filters`, `pans_from_filters`, `band_responses`;
+* `least_squares`: `least_squares_filters`, `pans_from_filters`, `band_responses`,
+  `band_information`;
 * `eq_fit`: `fit_standard_eq` (Adam, then `levenberg_marquardt`);
 * `reverb_fit`, `dynamics`: stage 2;
 * `start`: `initial_settings` (stages 1 and 2), `neutral_settings`;
@@ -107,7 +114,7 @@ import torch
 from mixdown.console import ConsoleTensors
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.errors import AudioError, MixdownError
-from mixdown.losses import StereoLoss
+from mixdown.losses import FixedTargetLoss, StereoLoss
 from mixdown.mixers import Capabilities, MethodOutput
 from mixdown.mixers.reverse.config import (
     COMPRESSOR_OFF_RATIO,
@@ -279,22 +286,21 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
         raise AudioError(f"the stems are {stems.shape[-1]} samples long; reverse engineering needs at least "
                          f"{loss.config.min_samples}")
     ref_lufs = integrated_loudness(ref[None].double(), sample_rate)
+    reported = FixedTargetLoss(loss, ref[None])  # the reported loss; the reference's spectra computed once
 
     memo: dict[int, tuple[ConsoleTensors, float, ConsoleParams]] = {}  # by id: the dry start is scored once
 
     def scored(p: ConsoleTensors) -> tuple[float, ConsoleParams]:
         if id(p) not in memo:
             params = fitted_params(p, multitrack, target_lufs, ceiling)
-            memo[id(p)] = (p, matched_loss(loss, stems, ref, stereo, ConsoleTensors.from_params([params]),
+            memo[id(p)] = (p, matched_loss(reported, stems, stereo, ConsoleTensors.from_params([params]),
                                            sample_rate, ref_lufs), params)
         return memo[id(p)][1:]
 
     stage = initial_settings(stems, ref, stereo, sample_rate, config, ceiling_value,
                              lambda starts: min(range(len(starts)), key=lambda k: scored(starts[k])[0]))
-    variants = stage_variants(stage)  # kept by the reported loss: a reverb may soak up what is not one
-    scores = [scored(v) for v in variants]
-    best = min(range(len(variants)), key=lambda k: scores[k][0])
-    start, chosen, (initial_loss, start_params) = variants[best], "least squares", scores[best]
+    start = min(stage_variants(stage), key=lambda p: scored(p)[0])  # a reverb may soak up what is not one
+    chosen, (initial_loss, start_params) = "least squares", scored(start)
     parts = contributions(stems, start, stereo, sample_rate)
     compressed = start.ratio[0] > COMPRESSOR_OFF_RATIO
     excerpts = informative_excerpts(parts, compressed, sample_rate, config.excerpts, config.excerpt_s,
@@ -322,16 +328,30 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
             if candidate_loss < initial_loss:
                 start, chosen, initial_loss, start_params = candidate, "estimator", candidate_loss, candidate_params
     neutral_loss, neutral_params = scored(neutral_start(stems, ref, stereo, start, sample_rate))
+    # The stage-1 start (no compressor, no reverb: scored already), where compressors were kept and it scores
+    # lower: refined too, the better result kept (`stage_variants`).
+    starts = [(start, chosen, initial_loss, start_params)]
+    if stage.compressors is not None and any(c.on for c in stage.compressors) and scored(stage.dry)[0] < initial_loss:
+        starts.append((stage.dry, "least squares without compressors", *scored(stage.dry)))
     least_squares_s = time.perf_counter() - began
-    result = refinement(start, config.steps)
-    fitted, reverb = replace(result.settings, reverb_send_db=torch.full_like(start.reverb_send_db, -math.inf)), None
-    if config.fit_reverb:  # again, now that the dry channels are in place (by its energies: `reverb_fit`)
-        reverb = reverb_of(contributions(stems, fitted, stereo, sample_rate).double(), ref.double(), fitted,
-                           ceiling_value, sample_rate)
-        fitted = with_reverb(fitted, reverb)
-    final_loss, params = scored(fitted)
-    if not final_loss <= initial_loss:  # never worse than the start (NaN included)
-        params, final_loss = start_params, initial_loss
+
+    def refined(p: ConsoleTensors, label: str, loss_at_start: float, params_at_start: ConsoleParams):
+        """The refinement from start ``p``, its reverb fitted again now that the dry channels are in place (by
+        its energies: `reverb_fit`): ``(loss, settings, label, loss_at_start, refinement, reverb)``, the
+        settings never worse than the start's (the start's are returned otherwise, NaN included)."""
+        result = refinement(p, config.steps)
+        fitted, reverb = replace(result.settings, reverb_send_db=torch.full_like(p.reverb_send_db, -math.inf)), None
+        if config.fit_reverb:
+            reverb = reverb_of(contributions(stems, fitted, stereo, sample_rate).double(), ref.double(), fitted,
+                               ceiling_value, sample_rate)
+            fitted = with_reverb(fitted, reverb)
+        final_loss, params = scored(fitted)
+        if not final_loss <= loss_at_start:
+            final_loss, params = loss_at_start, params_at_start
+        return final_loss, params, label, loss_at_start, result, reverb
+
+    final_loss, params, chosen, initial_loss, result, reverb = min((refined(*s) for s in starts),
+                                                                   key=lambda run: run[0])
     if neutral_loss < final_loss:  # the console explains this mix worse than doing nothing
         params, final_loss, chosen = neutral_params, neutral_loss, "neutral"
     unidentifiable = dict(identifiability(result, multitrack.names))

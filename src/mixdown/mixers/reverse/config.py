@@ -104,8 +104,10 @@ class ReverseReport:
             ``steps`` or the budget).
         losses: the refinement's relative residual energy, at the start and after each
             iteration.
-        start: the start kept: ``"least squares"`` or ``"estimator"``; ``"neutral"`` when
-            unity faders, centred and unprocessed, beat the fit and were returned.
+        start: the start kept: ``"least squares"``, ``"estimator"`` or ``"least squares
+            without compressors"`` (refined beside the first where it scored lower, and
+            better after the refinement too); ``"neutral"`` when unity faders, centred and
+            unprocessed, beat the fit and were returned.
         unidentifiable: per channel name, the settings the mix does not determine (their
             paths in the channel's settings, e.g. ``"eq[1].gain_db"``,
             ``"compressor.attack_ms"``, ``"reverb_send_db"``); channels with none are left

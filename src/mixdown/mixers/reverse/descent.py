@@ -4,7 +4,8 @@
 the fit moves, by the processors the config fits, with the reasons for the others
 (`fixed_reason`); `ConsoleFit` holds settings with free entries in their ranges through
 a sigmoid; `render_unnormalised` is `mixdown.console.render_tensor` without loudness
-normalisation; `matched_loss` scores whole renders, loudness-matched to the reference.
+normalisation; `matched_loss` scores whole renders, loudness-matched to the reference
+(`mixdown.losses.FixedTargetLoss`: the reference's spectra computed once per fit).
 
 References:
     J. T. Colonel and J. Reiss, "Reverse engineering of a recording mix with
@@ -30,7 +31,7 @@ from mixdown.dsp.eq import BAND_TYPE_IDS, BYPASS
 from mixdown.dsp.limiter import limit
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.dsp.reverb import reverb
-from mixdown.losses import StereoLoss
+from mixdown.losses import FixedTargetLoss
 from mixdown.mixers.reverse.config import ReverseConfig
 from mixdown.mixers.reverse.eq_fit import logit
 from mixdown.params import SCHEMA, SPECS, ParamSpec
@@ -206,21 +207,20 @@ def render_unnormalised(stems: torch.Tensor, p: ConsoleTensors, stereo: torch.Te
     return mix * torch.from_numpy(gain)
 
 
-def matched_loss(loss: StereoLoss, stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor,
-                 p: ConsoleTensors, sample_rate: int, reference_lufs: torch.Tensor | None = None) -> float:
+def matched_loss(loss: FixedTargetLoss, stems: torch.Tensor, stereo: torch.Tensor, p: ConsoleTensors,
+                 sample_rate: int, reference_lufs: torch.Tensor | None = None) -> float:
     """``loss`` of the whole render normalised to the reference's loudness (so level offsets do not count).
 
     Args:
-        loss: the loss.
+        loss: the loss against the reference (its target, ``(1, 2, samples)``, spectra computed once).
         stems: ``(tracks, 2, samples)``.
-        reference: ``(2, samples)``.
         stereo: ``(tracks,)`` bool.
         p: batch-1 settings (their ``target_lufs`` is replaced).
         sample_rate: in Hz.
         reference_lufs: ``(1,)`` the reference's integrated loudness, when already measured.
     """
     if reference_lufs is None:
-        reference_lufs = integrated_loudness(reference[None].double(), sample_rate)
+        reference_lufs = integrated_loudness(loss.target.double(), sample_rate)
     with torch.no_grad():
         mix = render_tensor(stems[None], replace(p, target_lufs=reference_lufs.float()), stereo[None], sample_rate)
-        return float(loss(mix, reference[None]))
+        return float(loss(mix))

@@ -127,10 +127,21 @@ class GainTracks:
         gain: ``(tracks, frames)`` linear gain relative to the static contribution.
         weight: ``(tracks, frames)`` inverse variance of ``20 log10(gain)`` (0 where the
             channel is silent).
+        gram: float64 ``(frames, tracks, tracks)``, per frame the inner products of the
+            static contributions (both output channels), and
+        cross: float64 ``(frames, tracks)`` their inner products with the mix: the normal
+            equations the gains solve, which `explained_shares` reuses.
     """
 
     gain: torch.Tensor
     weight: torch.Tensor
+    gram: torch.Tensor
+    cross: torch.Tensor
+
+    def frames(self, ranges: list[tuple[int, int]]) -> GainTracks:
+        """The tracks on the frame ranges ``[begin, end)``, concatenated."""
+        pick = lambda t, dim: torch.cat([t.narrow(dim, begin, end - begin) for begin, end in ranges], dim)  # noqa: E731
+        return GainTracks(pick(self.gain, 1), pick(self.weight, 1), pick(self.gram, 0), pick(self.cross, 0))
 
 
 def frame_gains(regressors: torch.Tensor, target: torch.Tensor, ridge: float = 1e-3) -> GainTracks:
@@ -147,7 +158,7 @@ def frame_gains(regressors: torch.Tensor, target: torch.Tensor, ridge: float = 1
         ridge: strength of the pull towards 1, relative to each channel's mean energy.
 
     Returns:
-        `GainTracks` over ``samples // FRAME`` frames.
+        `GainTracks` over ``samples // FRAME`` frames, with their per-frame normal equations.
     """
     tracks, _, samples = regressors.shape
     frames = samples // FRAME
@@ -166,7 +177,7 @@ def frame_gains(regressors: torch.Tensor, target: torch.Tensor, ridge: float = 1
     weight = a.pow(2) / ((20.0 / math.log(10.0)) ** 2 * variance)
     silent = energy <= 1e-6 * energy.amax(0, keepdim=True)
     weight = torch.where(silent | (a <= 0), 0.0, weight)
-    return GainTracks(gain=a.T, weight=weight.T)
+    return GainTracks(gain=a.T, weight=weight.T, gram=gram, cross=cross)
 
 
 def informative_segments(weight: torch.Tensor, sample_rate: int) -> list[tuple[int, int]]:
@@ -203,8 +214,8 @@ def informative_segments(weight: torch.Tensor, sample_rate: int) -> list[tuple[i
     return sorted(chosen)
 
 
-def explained_shares(signal: np.ndarray, static: torch.Tensor, target: torch.Tensor, index: int,
-                     compared: torch.Tensor, candidates: torch.Tensor, sample_rate: int,
+def explained_shares(signal: np.ndarray, static: torch.Tensor, target: torch.Tensor, tracks: GainTracks,
+                     index: int, compared: torch.Tensor, candidates: torch.Tensor, sample_rate: int,
                      ridge: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """How much of channel ``index``'s waveform each candidate compressor explains (profile least squares).
 
@@ -217,12 +228,14 @@ def explained_shares(signal: np.ndarray, static: torch.Tensor, target: torch.Ten
     is ``sum_f |P y_f|^2 - (sum_f <P y_f, P v_f>)^2 / sum_f |P v_f|^2``. A candidate's share
     is how much lower that is than with ``v = u_i`` (no compressor), relative to
     ``sum_f |P u_if|^2``, the channel's waveform the others cannot reproduce. The inner
-    products are frame sums of ``G`` times per-sample products (`_frame_gain_kernel`).
+    products are frame sums of ``G`` times per-sample products (`_frame_gain_kernel`); the
+    projection takes the others' inner products from ``tracks`` (`frame_gains` has them).
 
     Args:
         signal: float32 ``(channels, samples)``: the channel after its EQ, before the fader.
         static: ``(tracks, 2, samples)`` the channels' static contributions on the same samples.
         target: ``(2, samples)`` the mix there.
+        tracks: `frame_gains` of ``static`` and ``target`` (their frames, as `GainTracks.frames` picks them).
         index: the channel.
         compared: ``(samples // FRAME,)`` bool, the frames compared (warm-ups excluded).
         candidates: ``(rows, 5)`` physical `COMPRESSOR_PARAMS`.
@@ -233,27 +246,27 @@ def explained_shares(signal: np.ndarray, static: torch.Tensor, target: torch.Ten
         ``(shares, gains)``, float64 ``(rows,)`` each: the share explained (negative where the
         candidate fits worse than none) and ``g``, the linear fader correction.
     """
-    tracks = static.shape[0]
+    count = static.shape[0]
     frames = signal.shape[-1] // FRAME
     static = static[..., :frames * FRAME].double()
     target = target[..., :frames * FRAME].double()
     own = static[index]
-    others = [j for j in range(tracks) if j != index]
-    # per-sample products with this channel's contribution: the others', the mix's, its own energy
-    weights = torch.cat([(static[others] * own).sum(1), (target * own).sum(0)[None], own.pow(2).sum(0)[None]])
-    powers = np.array([1] * tracks + [2], dtype=np.int64)
+    others = [j for j in range(count) if j != index]
+    # per-sample products with this channel's contribution, summed over the two output channels: the others',
+    # the mix's, its own energy
+    rows = torch.cat([static[others], target[None], own[None]])
+    weights = rows[:, 0] * own[0] + rows[:, 1] * own[1]
+    powers = np.array([1] * count + [2], dtype=np.int64)
     summed = torch.from_numpy(_weighted_frame_gains(signal, weights.numpy(), powers, candidates, sample_rate))
-    plain = weights.reshape(tracks + 1, frames, FRAME).sum(-1)  # the same sums without compressor (G = 1)
-    summed = torch.cat([summed, plain[None]])[:, :, compared]  # (rows + 1, tracks + 1, compared frames)
-    cross, energy = summed[:, tracks - 1], summed[:, tracks]
+    plain = weights.reshape(count + 1, frames, FRAME).sum(-1)  # the same sums without compressor (G = 1)
+    summed = torch.cat([summed, plain[None]])[:, :, compared]  # (rows + 1, count + 1, compared frames)
+    cross, energy = summed[:, count - 1], summed[:, count]
     if others:
-        u = static[others].reshape(tracks - 1, 2, frames, FRAME)[:, :, compared].permute(2, 0, 1, 3).flatten(-2)
-        y = target.reshape(2, frames, FRAME)[:, compared].permute(1, 0, 2).flatten(-2)
-        gram = u @ u.mT
+        gram = tracks.gram[compared][:, others][:, :, others]  # (frames, others, others)
         lam = ridge * gram.diagonal(dim1=-2, dim2=-1).mean(0) + 1e-30
         inverse = torch.linalg.inv(gram + torch.diag(lam))
-        solved_target = (inverse @ (u @ y[..., None]))[..., 0]  # (frames, others)
-        along = summed[:, :tracks - 1].transpose(1, 2)  # (rows + 1, frames, others): <u_j, v>
+        solved_target = (inverse @ tracks.cross[compared][:, others, None])[..., 0]  # (frames, others)
+        along = summed[:, :count - 1].transpose(1, 2)  # (rows + 1, frames, others): <u_j, v>
         cross = cross - (along * solved_target).sum(-1)
         energy = energy - (along * (inverse @ along[..., None])[..., 0]).sum(-1)
     cross, energy = cross.sum(-1), energy.sum(-1).clamp_min(1e-300)
@@ -320,7 +333,8 @@ def fit_compressor(x: np.ndarray, static: torch.Tensor, target: torch.Tensor, tr
     compared = torch.cat([torch.arange(end - begin) >= warmup for begin, end in segments])
     rows = torch.cat([static[..., begin * FRAME:end * FRAME] for begin, end in segments], dim=-1)
     mix = torch.cat([target[..., begin * FRAME:end * FRAME] for begin, end in segments], dim=-1)
-    shares, gains = explained_shares(signal, rows, mix, index, compared, candidates, sample_rate)
+    shares, gains = explained_shares(signal, rows, mix, tracks.frames(segments), index, compared, candidates,
+                                     sample_rate)
     correction = 20.0 * torch.log10(gains.clamp_min(1e-12))
     shares = torch.where((gains > 0) & (correction.abs() <= MAX_FADER_CORRECTION_DB), shares, -math.inf)
     best = int(shares.argmax())

@@ -91,11 +91,11 @@ def levenberg_marquardt(residuals: Callable[[torch.Tensor], torch.Tensor], theta
     Levenberg-Marquardt with Marquardt's diagonal scaling and per-problem damping
     (K. Madsen, H. B. Nielsen and O. Tingleff, "Methods for non-linear least squares
     problems", 2004, sec. 3.2); the Jacobian is taken by central
-    differences, one parameter at a time in every problem at once.
+    differences, every parameter of every problem in one call of ``residuals``.
 
     Args:
-        residuals: ``(..., params) -> (..., residuals)``, each problem depending only on
-            its own row.
+        residuals: ``(..., params) -> (..., residuals)`` for any leading dimensions, each
+            problem depending only on its own row.
         theta: ``(..., params)`` starting point.
         iterations: trial steps (a rejected step raises the damping and costs one).
 
@@ -106,10 +106,13 @@ def levenberg_marquardt(residuals: Callable[[torch.Tensor], torch.Tensor], theta
     residual = residuals(theta)
     cost = residual.pow(2).sum(-1)
     damping = torch.full_like(cost, 1e-3)
-    basis = _JACOBIAN_STEP * torch.eye(theta.shape[-1], dtype=theta.dtype)
+    params = theta.shape[-1]
+    basis = _JACOBIAN_STEP * torch.eye(params, dtype=theta.dtype)
+    # every central difference in one call, on a new leading axis: +step for each parameter, then -step
+    steps = torch.cat([basis, -basis]).reshape(2 * params, *(1,) * (theta.dim() - 1), params)
     for _ in range(iterations):
-        jacobian = torch.stack([(residuals(theta + step) - residuals(theta - step)) / (2.0 * _JACOBIAN_STEP)
-                                for step in basis], dim=-1)
+        shifted = residuals(theta + steps)
+        jacobian = ((shifted[:params] - shifted[params:]) / (2.0 * _JACOBIAN_STEP)).movedim(0, -1)
         normal = jacobian.mT @ jacobian
         scale = torch.diag_embed(normal.diagonal(dim1=-2, dim2=-1).clamp_min(1e-12))
         step = torch.linalg.solve(normal + damping[..., None, None] * scale, -(jacobian.mT @ residual[..., None]))
@@ -163,7 +166,9 @@ def fit_standard_eq(response_db: torch.Tensor, weight: torch.Tensor, centre_hz: 
     fields in `fitted_band_spec`'s, through a sigmoid.
 
     Args:
-        response_db, weight: ``(tracks, bands)`` from `band_responses`.
+        response_db: ``(tracks, bands)`` from `band_responses`.
+        weight: ``(tracks, bands)`` each band's weight (the stem's energy from
+            `band_responses`, or `band_information`), normalised per channel here.
         centre_hz: ``(bands,)``.
         sample_rate: in Hz.
         steps: Adam steps.

@@ -26,12 +26,21 @@ OCTAVE_FRACTION = 6
 
 _RIDGE = 1e-6  # least-squares ridge, relative to the mean stem power in each bin
 
+MODEL_PRECISION = 1e-4
+"""Floor of `least_squares_filters`' residual energy relative to the mix's in a bin (-40 dB): how exactly a
+product per STFT bin models a channel's filters (the console's IIR filters and a Hann window of
+``ls_window_s``); it bounds the weight `band_information` gives a bin the stems explain perfectly."""
+
 
 def least_squares_filters(stems: torch.Tensor, mix: torch.Tensor, n_fft: int,
-                          block_frames: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+                          block_frames: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-bin least-squares mixing filters: ``Y_c(f, t) ~ sum_i a_ic(f) S_ic(f, t)``.
 
-    Frames are accumulated in blocks, so memory does not grow with the length.
+    Frames are accumulated in blocks, so memory does not grow with the length. The
+    residual energy ``sum_t |Y_c - sum_i a_ic S_ic|^2`` comes from the same sums
+    (``Y^H Y - 2 Re(a^H S^H Y) + a^H S^H S a``), floored at `MODEL_PRECISION` of the mix's
+    energy in the bin: a product per bin over STFT frames models a channel's filter no more
+    exactly than that, however well the stems explain the mix.
 
     Args:
         stems: ``(tracks, 2, samples)``, mono stems duplicated on both channels.
@@ -40,8 +49,9 @@ def least_squares_filters(stems: torch.Tensor, mix: torch.Tensor, n_fft: int,
         block_frames: STFT frames per accumulation block.
 
     Returns:
-        ``(filters, power)``: complex ``(2, bins, tracks)`` and each stem's energy per
-        channel and bin, float64 ``(2, bins, tracks)``.
+        ``(filters, power, residual)``: complex ``(2, bins, tracks)``, each stem's energy
+        per channel and bin, float64 ``(2, bins, tracks)``, and the residual energy per
+        channel and bin, float64 ``(2, bins)`` (> 0).
     """
     tracks, channels, samples = stems.shape
     if channels != 2 or mix.shape != (2, samples):
@@ -55,6 +65,7 @@ def least_squares_filters(stems: torch.Tensor, mix: torch.Tensor, n_fft: int,
     bins = n_fft // 2 + 1
     gram = torch.zeros(2, bins, tracks, tracks, dtype=torch.complex128)
     cross = torch.zeros(2, bins, tracks, dtype=torch.complex128)
+    mix_energy = torch.zeros(2, bins, dtype=torch.float64)
     span = (block_frames - 1) * hop + n_fft
     for start in range(0, stems.shape[-1] - n_fft + 1, block_frames * hop):
         s = torch.stft(stems[..., start:start + span].reshape(2 * tracks, -1), n_fft, hop, window=window,
@@ -63,10 +74,14 @@ def least_squares_filters(stems: torch.Tensor, mix: torch.Tensor, n_fft: int,
         s = s.reshape(tracks, 2, bins, -1).permute(1, 2, 3, 0)  # (2, bins, frames, tracks)
         gram += s.mH @ s
         cross += (s.mH @ y[..., None])[..., 0]
+        mix_energy += y.abs().pow(2).sum(-1)
     power = gram.diagonal(dim1=-2, dim2=-1).real
     ridge = _RIDGE * power.mean(-1, keepdim=True) + 1e-30
     filters = torch.linalg.solve(gram + torch.diag_embed(ridge.expand(-1, -1, tracks)).to(gram.dtype), cross)
-    return filters, power
+    fitted = (gram @ filters[..., None])[..., 0]  # S^H S a
+    explained = (filters.conj() * (2.0 * cross - fitted)).sum(-1).real
+    residual = (mix_energy - explained).clamp_min(MODEL_PRECISION * mix_energy + 1e-30)
+    return filters, power, residual
 
 
 def pans_from_filters(filters: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
@@ -198,3 +213,31 @@ def band_responses(filters: torch.Tensor, power: torch.Tensor, stereo: torch.Ten
     if incoherent is not None:
         response = response + incoherent * torch.where(stereo, 1.0, 2.0)[:, None].double()
     return 10.0 * torch.log10(response.clamp_min(1e-20)), weight, centre
+
+
+def band_information(filters: torch.Tensor, power: torch.Tensor, residual: torch.Tensor,
+                     sample_rate: int) -> torch.Tensor:
+    """How precisely each band of `band_responses` is measured: the inverse variance of its response in dB, up to
+    a common factor.
+
+    In bin ``k`` and output channel ``c`` the least-squares filter of a stem with energy
+    ``P_ic`` has variance ``R_c / P_ic`` (``R_c`` the residual energy; stems that overlap
+    in a bin raise it, which this leaves out), so its power response ``|a_ic|^2`` in dB
+    has a variance proportional to ``R_c / (|a_ic|^2 P_ic)``: the inverse of the
+    channel's signal-to-residual ratio there. Independent bins and channels add their
+    information, so a band's weight is ``sum_{k in band, c} |a_ic|^2 P_ic / R_c``. A
+    band where the stem is quiet but alone is measured as well as a loud one; one where
+    it is masked by what the stems do not explain counts little.
+
+    Args:
+        filters, power, residual: from `least_squares_filters`.
+        sample_rate: in Hz.
+
+    Returns:
+        float64 ``(tracks, bands)`` on `band_responses`' grid, >= 0.
+    """
+    n_fft = 2 * (filters.shape[1] - 1)
+    band, bands = band_of_bins(n_fft, sample_rate)
+    ratio = (filters.abs().pow(2) * power / residual[..., None]).sum(0).T  # (tracks, bins)
+    out = torch.zeros(ratio.shape[0], bands, dtype=torch.float64)
+    return out.index_add_(-1, band[1:], ratio[..., 1:])

@@ -292,7 +292,7 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
         the limiter's gain, before the fader and pan."""
         now, before = reads[y.shape[1]]
         flat = y.reshape(y.shape[0], -1)
-        return flat[:, now].mul_(mask_now).sub_(flat[:, before].mul_(mask_before))
+        return flat.index_select(1, now).mul_(mask_now).sub_(flat.index_select(1, before).mul_(mask_before))
 
     def compressed_samples(c: ConsoleTensors, y: torch.Tensor) -> torch.Tensor:
         """`compared_samples` of ``y`` ``(M, width, length)`` through the compressor of each of ``c``'s rows

@@ -74,10 +74,10 @@ def _band_power(x: torch.Tensor, band: torch.Tensor, bands: int) -> torch.Tensor
     """``(..., samples)`` -> band energies ``(..., bands, frames)``."""
     spectrum = torch.stft(x.reshape(-1, x.shape[-1]).float(), N_FFT, HOP,
                           window=torch.hann_window(N_FFT), center=True, return_complex=True)
-    power = (spectrum.real.square() + spectrum.imag.square()).double()
-    out = torch.zeros(power.shape[0], bands, power.shape[-1], dtype=torch.float64)
     keep = band >= 0
-    out.index_add_(1, band[keep], power[:, keep])
+    power = torch.view_as_real(spectrum[:, keep]).square().sum(-1).double()  # the bins in a band only
+    out = torch.zeros(power.shape[0], bands, power.shape[-1], dtype=torch.float64)
+    out.index_add_(1, band[keep], power)
     return out.reshape(*x.shape[:-1], bands, power.shape[-1])
 
 

@@ -35,6 +35,7 @@ from mixdown.mixers.reverse.dynamics import (
 )
 from mixdown.mixers.reverse.eq_fit import EQFit, fit_standard_eq, torch_threads
 from mixdown.mixers.reverse.least_squares import (
+    band_information,
     band_responses,
     incoherent_power,
     least_squares_filters,
@@ -74,8 +75,10 @@ class Start(NamedTuple):
             every time (its waveform then fits only that share of it).
         held: ``(tracks,)`` bool, channels that the waveform cannot refine: that share is
             under `MIN_COHERENT_SHARE`.
+        dry: the stage-1 settings ``settings`` were made from (the dry start ``choose`` kept:
+            no compressor, no reverb).
 
-    Both are 0 dB and False where the start without `incoherent_power` was kept.
+    ``coherence_db`` and ``held`` are 0 dB and False where the start without `incoherent_power` was kept.
     """
 
     settings: ConsoleTensors
@@ -83,6 +86,7 @@ class Start(NamedTuple):
     compressors: list[CompressorFit] | None
     coherence_db: torch.Tensor
     held: torch.Tensor
+    dry: ConsoleTensors
 
 
 def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, sample_rate: int,
@@ -92,8 +96,13 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
 
     Each channel gets the pan of `pans_from_filters` and the gain and `STANDARD_EQ`
     bands `fit_standard_eq` fits to its `band_responses` (no bands without
-    ``config.fit_eq``): two starts, the responses of the filters alone (the waveform
-    each stem explains) and with `incoherent_power` added (each stem's level in the
+    ``config.fit_eq``), each band weighted by the stem's energy in it or, where neither
+    compressors nor reverb are fitted, by how precisely it is measured
+    (`band_information`, the inverse variance of its response: bands where a stem is
+    quiet but alone then pin its shelves, and so its fader, as well as its loud ones;
+    with dynamics in the mix, the residual holds each stem's own compression, which
+    that variance does not model, so its energy weights it): two starts, the responses
+    of the filters alone (the waveform each stem explains) and with `incoherent_power` added (each stem's level in the
     mix, for stems the mix holds as another rendering); ``choose`` picks one (by the
     reported loss in `mixdown.mixers.reverse.fit`; None: the filters alone). With
     ``config.fit_reverb``, the sends, decay and pre-delay of `fit_reverb`; with
@@ -118,9 +127,10 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
         ``(1, tracks, bands)``, master fields ``(1,)``) and the fits that made them.
     """
     n_fft = 1 << max(8, round(math.log2(config.ls_window_s * sample_rate)))
-    filters, power = least_squares_filters(stems, reference, n_fft)
+    filters, power, residual = least_squares_filters(stems, reference, n_fft)
     pan = pans_from_filters(filters, power)
     coherent_db, weight, centre = band_responses(filters, power, stereo, sample_rate)
+    information = band_information(filters, power, residual, sample_rate)
     tracks = stems.shape[0]
     silent = weight.sum(-1) <= 0
     coherence, held = torch.ones(tracks, dtype=torch.float64), torch.zeros(tracks, dtype=torch.bool)
@@ -128,7 +138,11 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
     if choose is not None:
         responses.append(band_responses(filters, power, stereo, sample_rate,
                                         incoherent_power(stems, reference, filters, sample_rate))[0])
-    weights = torch.where(silent[:, None], 1.0, weight).repeat(len(responses), 1)
+    # A linear console: each band as precisely as it is measured. With dynamics to fit, by the stem's energy
+    # (the residual then holds each stem's own compression, which `band_information` does not model).
+    linear = not (config.fit_compressor or config.fit_reverb)
+    measured = torch.where((information.sum(-1) > 0)[:, None], information, weight) if linear else weight
+    weights = torch.where(silent[:, None], 1.0, measured).repeat(len(responses), 1)
     with torch_threads(1):  # both starts in one batch
         fits = fit_standard_eq(torch.cat(responses), weights, centre, sample_rate,
                                config.eq_fit_steps if config.fit_eq else 0, config.eq_prior_weight,
@@ -143,9 +157,9 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
         coherence = torch.where(silent, 1.0, energy(coherent_db) / energy(responses[1]))
         held = coherence < MIN_COHERENT_SHARE
     coherence_db = 10.0 * torch.log10(coherence)
-    reverb_fit, compressor_fits = None, None
+    reverb_fit, compressor_fits, dry = None, None, p
     if not (config.fit_reverb or config.fit_compressor):
-        return Start(p, reverb_fit, compressor_fits, coherence_db, held)
+        return Start(p, reverb_fit, compressor_fits, coherence_db, held, dry)
     parts = contributions(stems, p, stereo, sample_rate).double()
     reference = reference.double()
     if config.fit_reverb:
@@ -154,7 +168,7 @@ def initial_settings(stems: torch.Tensor, reference: torch.Tensor, stereo: torch
     if config.fit_compressor:
         mask = limiter_gain_mask(parts.sum(0) + wet(parts, p, sample_rate), ceiling_dbtp, sample_rate)
         p, compressor_fits = compressors(stems, reference, stereo, p, mask * parts, sample_rate)
-    return Start(p, reverb_fit, compressor_fits, coherence_db, held)
+    return Start(p, reverb_fit, compressor_fits, coherence_db, held, dry)
 
 
 def _dry_settings(fit: EQFit, pan: torch.Tensor, silent: torch.Tensor, fit_eq: bool,
@@ -191,7 +205,10 @@ def stage_variants(start: Start) -> list[ConsoleTensors]:
     waveform because it explains a share of its channel that no constant gain does
     (`dynamics.explained_shares`), and its grid-start settings are only where the
     refinement begins, so a start without them can score lower before the refinement
-    and still be the wrong model (a compressor dropped here is never refined).
+    and still be the wrong model (a compressor dropped here is never refined). Only the
+    refinement can tell a poor grid start from a wrong model, so where ``start.dry`` (the
+    same start without compressors or reverb) scores lower, `fit` refines it as well and
+    keeps the better result by the reported loss.
 
     Args:
         start: `initial_settings`' result.
