@@ -64,6 +64,8 @@ N_BANDS = len(BAND_EDGES_HZ) - 1
 CORRECTABLE = ("gain_db", "pan", "eq_gain_db", "threshold_db", "reverb_send_db", "reverb_decay_s")
 """Outputs of the base's heads a conditioner may correct (``eq_gain_db``: every band's
 gain); `ConditionerConfig.corrected` picks some, the rest stay the base's."""
+STRIP_OUTPUTS = ("eq_gain_db", "threshold_db")
+"""Those of `CORRECTABLE` that set a channel strip's EQ or compressor (the rest act after them)."""
 BASES = ("estimator", "dmc")
 """Parameter predictors a conditioner can correct: the shipped model of that name."""
 CONDITIONER_WEIGHTS = {"estimator": "estimator_reference.pt", "dmc": "dmc_reference.pt"}
@@ -91,7 +93,6 @@ class ConditionerConfig:
             raise ValueError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
         if self.hidden < 1:
             raise ValueError("hidden must be positive")
-        object.__setattr__(self, "corrected", tuple(self.corrected))
         unknown = sorted(set(self.corrected) - set(CORRECTABLE))
         if unknown or not self.corrected:
             raise ValueError(f"corrected must name some of {', '.join(CORRECTABLE)}, got {list(self.corrected)}")

@@ -50,6 +50,7 @@ from mixdown.losses import StereoLoss
 from mixdown.multitrack import INSTRUMENT_CLASSES, load_multitrack
 from mixdown.params import ConsoleParams
 from mixdown.style.conditioned import (
+    STRIP_OUTPUTS,
     ConditionerConfig,
     ConditionerInputs,
     ReferenceConditioner,
@@ -265,7 +266,7 @@ def audio_batch_losses(base: Any, conditioner: ReferenceConditioner, recipe: Sty
     inputs, reference, truth = _collate(batch)
     stems, stereo, mix = excerpt_audio(recipe, batch)
     mix_lufs = integrated_loudness(mix, ANALYSIS_RATE_HZ)
-    strip_grad = bool(set(conditioner.config.corrected) & {"eq_gain_db", "threshold_db"})
+    strip_grad = any(name in STRIP_OUTPUTS for name in conditioner.config.corrected)
     losses = []
     for style in (reference, None):
         estimate = conditioned_estimate(base, conditioner, inputs, style)
