@@ -317,6 +317,20 @@ def test_conditioner_changes_exactly_the_outputs_it_corrects(corrected: tuple[st
         ConditionerConfig(corrected=("ratio",))
 
 
+@pytest.mark.parametrize(("line", "message"), [("corrected: [ratio]", "corrected must name some of"),
+                                                ("hidden: 0", "hidden must be positive")])
+def test_a_recipe_with_a_bad_conditioner_is_refused_when_read(tmp_path: Path, line: str, message: str) -> None:
+    from mixdown.errors import MixdownError
+    from mixdown.train import load_recipe
+
+    shipped = (Path(__file__).parents[1] / "configs" / "estimator_reference.yaml").read_text()
+    key = line.split(":")[0]
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("\n".join(line if row.startswith(f"{key}:") else row for row in shipped.splitlines()))
+    with pytest.raises(MixdownError, match=message):
+        load_recipe(recipe)
+
+
 def test_conditioner_starts_as_the_estimator_and_round_trips(tmp_path: Path) -> None:
     from mixdown.mixers.estimator import EstimatorMixer
     from mixdown.style.conditioned import (

@@ -129,6 +129,14 @@ class StyleRecipe:
             raise MixdownError("audio_epochs, audio_lr, feature_weight and audio_param_weight must be >= 0")
         if self.audio_songs is not None and not 0 < self.audio_songs <= self.songs - self.val_songs:
             raise MixdownError("audio_songs must be in 1..songs-val_songs")
+        try:
+            self.conditioner_config()
+        except ValueError as exc:
+            raise MixdownError(str(exc)) from None
+
+    def conditioner_config(self) -> ConditionerConfig:
+        """The conditioner this recipe trains."""
+        return ConditionerConfig(base=self.base, hidden=self.hidden, corrected=self.corrected)
 
 
 @dataclass
@@ -358,8 +366,7 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
     cut = recipe.songs - recipe.val_songs
     train_set = [ex for ex in examples if ex.song < cut]
     val_set = [ex for ex in examples if ex.song >= cut]
-    conditioner = ReferenceConditioner(ConditionerConfig(base=recipe.base, hidden=recipe.hidden,
-                                                                 corrected=recipe.corrected))
+    conditioner = ReferenceConditioner(recipe.conditioner_config())
     epochs = recipe.epochs + recipe.audio_epochs
     report = None if progress is None else lambda offset: lambda epoch: progress(0.4 + 0.6 * (offset + epoch) / epochs,
                                                                                  1.0)
