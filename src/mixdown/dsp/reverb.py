@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 NOISE_SEED = 1234
@@ -37,13 +38,17 @@ STREAM_FFT_FRAMES = 1 << 19
 
 
 def _noise_bands(length: int, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed stereo noise split at `HIGH_BAND_HZ`: ``(low, high)``, each ``(2, length)`` float64."""
+    """Fixed stereo noise split at `HIGH_BAND_HZ`: ``(low, high)``, each ``(2, length)`` float64.
+
+    The split is a constant (no gradient), so it uses numpy's FFT (pocketfft), which gives
+    the same bits in every process; torch's (MKL's) float64 transforms of these lengths
+    differed in the last bit between processes, and so did every render with a reverb.
+    """
     generator = torch.Generator().manual_seed(NOISE_SEED)
-    noise = torch.randn(2, length, generator=generator, dtype=torch.float64)
-    spectrum = torch.fft.rfft(noise)
-    freqs = torch.fft.rfftfreq(length, 1.0 / sample_rate, dtype=torch.float64)
-    low = torch.fft.irfft(spectrum * (freqs < HIGH_BAND_HZ), n=length)
-    return low, noise - low
+    noise = torch.randn(2, length, generator=generator, dtype=torch.float64).numpy()
+    spectrum = np.fft.rfft(noise)
+    low = np.fft.irfft(spectrum * (np.fft.rfftfreq(length, 1.0 / sample_rate) < HIGH_BAND_HZ), n=length)
+    return torch.from_numpy(low), torch.from_numpy(noise - low)
 
 
 def impulse_response(decay_s: torch.Tensor, predelay_ms: float, sample_rate: int) -> torch.Tensor:
