@@ -371,10 +371,10 @@ def test_conditioner_starts_as_the_estimator_and_round_trips(tmp_path: Path) -> 
 def test_style_method_with_and_without_reference(model: str) -> None:
     from mixdown.api import mix
     from mixdown.style.conditioned import CONDITIONER_WEIGHTS
-    from mixdown.weights import shipped
+    from mixdown.weights import RECIPES, shipped
 
     if not shipped(CONDITIONER_WEIGHTS[model]).is_file():
-        pytest.skip(f"the style conditioner is not trained (mixdown train configs/{model}_reference.yaml)")
+        pytest.skip(f"the style conditioner is not trained ({RECIPES[CONDITIONER_WEIGHTS[model]]})")
     multitrack = three_stems(4.0)
     reference = render(multitrack, settings(multitrack, [0.0, -6.0, 4.0], [-0.5, 0.3, 0.0]))
     plain = mix(multitrack, "style", model=model)
@@ -423,3 +423,68 @@ def test_audio_stage_reads_each_excerpt_and_descends_on_its_loss(tmp_path: Path)
         after = [float(v) for v in losses(batch)]
     assert before[0] == pytest.approx(before[1])  # a fresh conditioner ignores the reference
     assert after[0] < before[0] - 0.01 and after[1] < before[1] - 0.01
+
+
+def test_real_songs_give_examples_without_settings_at_their_own_rate(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixdown.audio import load_audio, resample
+    from mixdown.errors import MixdownError
+    from mixdown.losses import StereoLoss
+    from mixdown.models import load_model_as
+    from mixdown.style.conditioned import ReferenceConditioner, save_conditioner
+    from mixdown.style.train import (
+        StyleRecipe,
+        audio_batch_losses,
+        excerpt_audio,
+        initial_conditioner,
+        real_examples,
+        real_songs,
+    )
+    from mixdown.synth.synthetic import SynthConfig, build_dataset, song_name
+    from mixdown.weights import require
+
+    # Two "real" songs at 44.1 kHz: synthetic songs whose settings file is removed (a producer's mix states none).
+    real = tmp_path / "real"
+    build_dataset(real, 2, SynthConfig(seed=5, sample_rate=44100, duration_s=8.0, min_stems=2, max_stems=3,
+                                       targets="audio-styles"), workers=1)
+    for i in range(2):
+        (real / song_name(i) / "params.json").unlink()
+    recipe = StyleRecipe(root=str(tmp_path / "unused"), songs=2, val_songs=1, segment_s=2.0, excerpt_s=2.0,
+                         synth=SynthConfig(seed=3, sample_rate=RATE, duration_s=4.0, min_stems=2, max_stems=3),
+                         audio_epochs=1, real_root=str(real), real_val_songs=1, audio_param_weight=5.0,
+                         cache=None, export=None)
+    base = load_model_as("estimator", require("estimator.pt")).model.eval()
+    train, val = real_examples(recipe, base)
+    # 8 s in 2-s halves: pairs (0, 1) and (2, 3), each half once the reference and once the stems.
+    assert len(train) == len(val) == 4 and {ex.song for ex in train} == {0} and {ex.song for ex in val} == {1}
+    assert sorted(ex.start for ex in train) == [0, 2 * RATE, 4 * RATE, 6 * RATE]
+    assert all(ex.truth is None and ex.rate == 44100 and ex.folder == str(real / song_name(0)) for ex in train)
+
+    stems, _, mix = excerpt_audio(recipe, train)
+    song_mix, _ = load_audio(real / song_name(0) / "mix.wav")
+    for k, ex in enumerate(train):
+        window = song_mix[:, 2 * ex.start:2 * ex.start + 4 * RATE]
+        np.testing.assert_array_equal(mix[k].numpy(), resample(window, 44100, RATE)[:, :2 * RATE])
+    assert stems.shape[-1] == mix.shape[-1] == 2 * RATE
+
+    # No settings, so no parameter loss: its weight changes nothing on a real batch.
+    conditioner = ReferenceConditioner()
+    with torch.no_grad():
+        weighted = audio_batch_losses(base, conditioner, recipe, StereoLoss(), train)
+        plain = audio_batch_losses(base, conditioner, StyleRecipe(**{**recipe.__dict__, "audio_param_weight": 0.0}),
+                                   StereoLoss(), train)
+    assert all(torch.isfinite(v) for v in weighted)
+    assert [float(v) for v in weighted] == pytest.approx([float(v) for v in plain], rel=1e-6)
+
+    # With real_projects, only their songs (built first; here already there) are used.
+    monkeypatch.setattr("mixdown.data.lmms.build_dataset", lambda *args, **kwargs: [])
+    named = StyleRecipe(**{**recipe.__dict__, "real_projects": (f"demos/{song_name(1)}.mmpz",), "real_val_songs": 0})
+    assert real_songs(named) == [real / song_name(1)]
+
+    # init: the recipe's conditioner configuration, or one error.
+    save_conditioner(ReferenceConditioner(), tmp_path / "c.pt")
+    assert initial_conditioner(StyleRecipe(**{**recipe.__dict__, "init": str(tmp_path / "c.pt")})) is not None
+    with pytest.raises(MixdownError, match="not of the recipe's"):
+        initial_conditioner(StyleRecipe(**{**recipe.__dict__, "init": str(tmp_path / "c.pt"), "hidden": 32}))
+    with pytest.raises(MixdownError, match="set audio_epochs"):
+        StyleRecipe(**{**recipe.__dict__, "audio_epochs": 0})

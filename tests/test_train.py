@@ -111,6 +111,17 @@ def test_every_shipped_recipe_picks_its_kind_by_model_key():
     assert dmc.model_config["emulator_weights"] == emulator.export
 
 
+def test_every_shipped_weights_file_is_written_by_the_last_recipe_its_command_names():
+    import re
+
+    from mixdown.weights import RECIPES
+
+    for filename, command in RECIPES.items():
+        recipes = re.findall(r"mixdown train (configs/\S+\.yaml)", command)
+        assert recipes, filename
+        assert Path(load_recipe(REPO / recipes[-1]).export).name == filename
+
+
 @pytest.mark.parametrize("recipe, args, message", [
     ("model: forest\nsongs: 1\n", ["--max-steps", "3"], "bad option: --max-steps does not apply to a forest recipe"),
     ("model: forest\nsongs: 1\n", [], "has no export path"),

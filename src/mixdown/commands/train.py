@@ -95,8 +95,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         result = train(recipe, resume=args.resume, progress=update, log=say)
     if recipe.model == "style":
         info = result.info
-        say(f"wrote {result.exported}: validation parameter loss {info['val_param_loss_with_reference']:.4f} with "
-            f"the reference, {info['val_param_loss_without_reference']:.4f} without ({info['seconds']} s)")
+        kind = "audio" if "val_audio_loss_with_reference" in info else "parameter"
+        real = " (real songs)" if info.get("real_val_examples") else ""
+        say(f"wrote {result.exported}: validation {kind} loss{real} {info[f'val_{kind}_loss_with_reference']:.4f} "
+            f"with the reference, {info[f'val_{kind}_loss_without_reference']:.4f} without ({info['seconds']} s)")
         return
     if recipe.model == "producer":
         info = result.info

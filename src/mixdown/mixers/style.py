@@ -6,8 +6,9 @@ never mixed in (`mixdown.style`). Two modes, one option (``mode``):
 * ``learned``: the settings of a shipped parameter predictor (``model``: the estimator,
   `mixdown.mixers.estimator`, by default; or the DMC's controller, `mixdown.mixers.dmc`;
   the same excerpts and averaging) corrected per excerpt by that predictor's reference
-  conditioner (`mixdown.style.conditioned`, weights ``estimator_reference.pt`` or
-  ``dmc_reference.pt``);
+  conditioner (`mixdown.style.conditioned`, weights ``estimator_reference_real.pt``:
+  trained on synthetic songs, then on real LMMS songs' producer mixes; or
+  ``dmc_reference.pt``: synthetic songs only);
 * ``optimised`` (default): then gradient descent through the console's faders, pans,
   reverb sends and decay on the style distance to the reference
   (`mixdown.style.optimise`), within ``budget_s`` seconds, keeping the best iterate.

@@ -68,7 +68,7 @@ STRIP_OUTPUTS = ("eq_gain_db", "threshold_db")
 """Those of `CORRECTABLE` that set a channel strip's EQ or compressor (the rest act after them)."""
 BASES = ("estimator", "dmc")
 """Parameter predictors a conditioner can correct: the shipped model of that name."""
-CONDITIONER_WEIGHTS = {"estimator": "estimator_reference.pt", "dmc": "dmc_reference.pt"}
+CONDITIONER_WEIGHTS = {"estimator": "estimator_reference_real.pt", "dmc": "dmc_reference.pt"}
 """Shipped conditioner weights per base."""
 
 

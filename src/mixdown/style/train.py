@@ -24,14 +24,25 @@ of the song's mix, brought to the render's loudness: `mixdown.losses.StereoLoss`
 the audio cannot tell them apart. Validation and the epoch kept follow the same sums,
 with the audio losses.
 
+Real songs (``real_root``: a folder of ``mixdown data lmms``, the producers' own mixes)
+join the audio stage. They state no EQ, compressor or reverb settings, so they have no
+parameter loss: each is cut into adjacent pairs of ``segment_s`` halves, one half's mix
+the reference and the other's stems in, as above, and the loss is the audio one against
+the producer's mix (resampled to `ANALYSIS_RATE_HZ`). The last ``real_val_songs`` of them
+(by name) are held out, and then the audio stage keeps its epoch by them alone: the stage
+is there to learn from real mixes; the synthetic songs beside them keep the settings
+readable (their parameter loss). ``init`` starts from a trained conditioner, so a recipe
+with ``epochs: 0`` adds the real-song stage to one trained on synthetic songs.
+
 Run with ``mixdown train configs/estimator_reference.yaml`` (``configs/dmc_reference.yaml``
-for the DMC's).
+for the DMC's; ``configs/estimator_reference_real.yaml`` for the real-song stage).
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,7 +52,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from mixdown.audio import load_audio
+from mixdown.audio import load_audio, resample
 from mixdown.config import config_to_dict
 from mixdown.console import ConsoleTensors, render_tensor
 from mixdown.dsp.loudness import integrated_loudness
@@ -57,6 +68,7 @@ from mixdown.style.conditioned import (
     conditioned_estimate,
     conditioner_inputs,
     load_base,
+    load_conditioner,
     save_conditioner,
 )
 from mixdown.style.features import ANALYSIS_RATE_HZ, excerpt_features, style_features
@@ -87,6 +99,15 @@ class StyleRecipe:
         feature_weight: weight of the style distance in the audio stage's loss.
         audio_param_weight: weight of the parameter loss in the audio stage's loss.
         base_weights: the frozen base's weights (None: the shipped ``estimator.pt`` or ``dmc.pt``).
+        init: a conditioner checkpoint to start from (same ``base``, ``hidden`` and
+            ``corrected``), or None for a fresh one.
+        real_root: real songs for the audio stage (a ``mixdown data lmms`` folder), or None.
+        real_projects: LMMS projects built into ``real_root`` first where missing (``mixdown
+            data lmms``; its default excerpt and rate); only their songs are used (empty: every
+            song in ``real_root``).
+        real_val_songs: the last real songs (by name) held out for validation.
+        real_excerpts: stems excerpts per half of a real song, the first ones (None: every one
+            that fits); the audio stage renders each, so they set its cost.
         cache: file keeping the cached examples between runs of the same recipe (None: none).
         export: where to write the conditioner.
     """
@@ -115,6 +136,11 @@ class StyleRecipe:
     audio_param_weight: float = 1.0
     build_workers: int = 2
     base_weights: str | None = None
+    init: str | None = None
+    real_root: str | None = None
+    real_projects: tuple[str, ...] = ()
+    real_val_songs: int = 0
+    real_excerpts: int | None = None
     cache: str | None = "runs/estimator_reference/examples.pt"
     export: str | None = "src/mixdown/weights/estimator_reference.pt"
 
@@ -129,6 +155,14 @@ class StyleRecipe:
             raise MixdownError("audio_epochs, audio_lr, feature_weight and audio_param_weight must be >= 0")
         if self.audio_songs is not None and not 0 < self.audio_songs <= self.songs - self.val_songs:
             raise MixdownError("audio_songs must be in 1..songs-val_songs")
+        if self.real_root is not None and self.audio_epochs == 0:
+            raise MixdownError("real songs (real_root) train in the audio stage: set audio_epochs")
+        if self.real_val_songs < 0 or (self.real_projects and self.real_val_songs >= len(self.real_projects)):
+            raise MixdownError("real_val_songs must be in 0..len(real_projects)-1")
+        if self.real_excerpts is not None and self.real_excerpts < 1:
+            raise MixdownError("real_excerpts must be >= 1 (or null for all)")
+        if self.real_projects and self.real_root is None:
+            raise MixdownError("real_projects are built into real_root: set it")
         try:
             self.conditioner_config()
         except ValueError as exc:
@@ -146,41 +180,53 @@ class Example:
     Attributes:
         inputs: the conditioner's inputs for the excerpt's stems (batch 1).
         reference: ``(1, STYLE_DIM)`` the reference half's style.
-        truth: the song's settings, in the stems' order.
-        song: the song's index.
-        start: the excerpt's first frame in the song.
+        truth: the song's settings, in the stems' order (None for a real song: unknown).
+        song: the song's index (synthetic songs: in ``root``; real ones: in ``folder``'s dataset).
+        start: the excerpt's first frame in the song, at `ANALYSIS_RATE_HZ`.
+        folder: a real song's folder (None: synthetic song ``song`` of the recipe's ``root``).
+        rate: the rate of that song's files.
     """
 
     inputs: ConditionerInputs
     reference: torch.Tensor
-    truth: ConsoleParams
+    truth: ConsoleParams | None
     song: int
     start: int
+    folder: str | None = None
+    rate: int = ANALYSIS_RATE_HZ
 
 
-def _song_examples(base: Any, folder: Path, index: int, recipe: StyleRecipe) -> list[Example]:
+def _song_examples(base: Any, folder: Path, index: int, recipe: StyleRecipe, real: bool = False) -> list[Example]:
+    """The examples of one song: adjacent halves ``(0, 1), (2, 3), ...`` of ``segment_s``, each the
+    other's reference. A real song (``real``) has no settings (truth None) and any rate."""
     multitrack = load_multitrack(folder / "stems")
-    truth = ConsoleParams.load(folder / "params.json").ordered_like(multitrack.names)
-    mix, _ = load_audio(folder / "mix.wav")
-    rate = ANALYSIS_RATE_HZ
-    half, excerpt = round(recipe.segment_s * rate), round(recipe.excerpt_s * rate)
+    truth = None if real else ConsoleParams.load(folder / "params.json").ordered_like(multitrack.names)
+    mix, rate = load_audio(folder / "mix.wav")
+    half, excerpt = round(recipe.segment_s * ANALYSIS_RATE_HZ), round(recipe.excerpt_s * ANALYSIS_RATE_HZ)
     audio = np.stack([np.broadcast_to(multitrack.stem_audio(t), (2, multitrack.num_frames))
                       for t in range(multitrack.num_tracks)])  # (tracks, 2, frames)
+    if rate != ANALYSIS_RATE_HZ:
+        audio = np.stack([resample(stem, rate, ANALYSIS_RATE_HZ) for stem in audio])
+        mix = resample(mix, rate, ANALYSIS_RATE_HZ)
     stereo = torch.from_numpy(multitrack.stereo_mask())
     instruments = torch.tensor([INSTRUMENT_CLASSES.index(c) for c in multitrack.instruments])
     examples = []
-    for ref_half, stem_half in ((0, 1), (1, 0)):
+    pairs = [(a, a + 1) for a in range(0, min(audio.shape[-1], mix.shape[-1]) // half - 1, 2)]
+    for ref_half, stem_half in (order for a, b in pairs for order in ((a, b), (b, a))):
         reference = torch.from_numpy(mix[None, :, ref_half * half:(ref_half + 1) * half].copy())
         with torch.no_grad():
             style = excerpt_features(reference.float()).vector()[0]
         starts = range(stem_half * half, (stem_half + 1) * half - excerpt + 1, excerpt)
+        if real and recipe.real_excerpts is not None:
+            starts = starts[:recipe.real_excerpts]
         stems = torch.from_numpy(np.stack([audio[:, :, s:s + excerpt] for s in starts]).astype(np.float32))
         count, tracks = stems.shape[0], stems.shape[1]
         mask = torch.ones(count, tracks, dtype=torch.bool)
         inputs = conditioner_inputs(base, stems, mask, instruments.expand(count, -1), stereo.expand(count, -1))
         for k, start in enumerate(starts):
             one = ConditionerInputs(*(getattr(inputs, f)[k:k + 1] for f in inputs.__dataclass_fields__))
-            examples.append(Example(one, style[None], truth, index, start))
+            examples.append(Example(one, style[None], truth, index, start,
+                                    str(folder) if real else None, rate))
     return examples
 
 
@@ -215,11 +261,42 @@ def cache_examples(recipe: StyleRecipe, base: Any,
     return examples
 
 
+def real_songs(recipe: StyleRecipe) -> list[Path]:
+    """The real songs' folders, by name: those of ``real_projects`` (built first where missing),
+    or without them every song in ``real_root``.
+
+    Raises:
+        MixdownError: without LMMS where songs must be built, or with no song in ``real_root``.
+    """
+    root = Path(recipe.real_root)
+    if recipe.real_projects:
+        from mixdown.data.lmms import build_dataset, song_name
+
+        build_dataset(recipe.real_projects, root, workers=recipe.build_workers)
+        candidates = [root / song_name(Path(p)) for p in recipe.real_projects]
+    else:
+        candidates = list(root.iterdir()) if root.is_dir() else []
+    folders = sorted(p for p in candidates if (p / "stems").is_dir() and (p / "mix.wav").is_file())
+    if len(folders) <= recipe.real_val_songs:
+        raise MixdownError(f"{root}: {len(folders)} real songs, fewer than real_val_songs + 1")
+    return folders
+
+
+def real_examples(recipe: StyleRecipe, base: Any) -> tuple[list[Example], list[Example]]:
+    """The real songs' examples ``(training, validation)`` (see the module docstring)."""
+    folders = real_songs(recipe)
+    cut = len(folders) - recipe.real_val_songs
+    train, val = [], []
+    for i, folder in enumerate(folders):
+        (train if i < cut else val).extend(_song_examples(base, folder, i, recipe, real=True))
+    return train, val
+
+
 def _batches(examples: list[Example], size: int, rng: np.random.Generator | None) -> list[list[Example]]:
-    """Batches of examples with equal track counts (shuffled when ``rng`` is given)."""
-    by_tracks: dict[int, list[Example]] = {}
+    """Batches of examples with equal track counts, synthetic and real apart (shuffled when ``rng`` is given)."""
+    by_tracks: dict[tuple[int, bool], list[Example]] = {}
     for ex in examples:
-        by_tracks.setdefault(ex.inputs.tracks.shape[1], []).append(ex)
+        by_tracks.setdefault((ex.inputs.tracks.shape[1], ex.truth is None), []).append(ex)
     batches = []
     for group in by_tracks.values():
         order = rng.permutation(len(group)) if rng is not None else np.arange(len(group))
@@ -229,10 +306,12 @@ def _batches(examples: list[Example], size: int, rng: np.random.Generator | None
     return batches
 
 
-def _collate(batch: list[Example]) -> tuple[ConditionerInputs, torch.Tensor, ConsoleTensors]:
+def _collate(batch: list[Example]) -> tuple[ConditionerInputs, torch.Tensor, ConsoleTensors | None]:
+    """Inputs, references and true settings (None for real songs) of a batch from `_batches`."""
     inputs = ConditionerInputs(*(torch.cat([getattr(ex.inputs, f) for ex in batch])
                                  for f in ConditionerInputs.__dataclass_fields__))
-    return inputs, torch.cat([ex.reference for ex in batch]), ConsoleTensors.from_params([ex.truth for ex in batch])
+    truth = None if batch[0].truth is None else ConsoleTensors.from_params([ex.truth for ex in batch])
+    return inputs, torch.cat([ex.reference for ex in batch]), truth
 
 
 def batch_losses(base: Any, conditioner: ReferenceConditioner | None,
@@ -251,18 +330,30 @@ def excerpt_audio(recipe: StyleRecipe, batch: list[Example]) -> tuple[torch.Tens
 
     Returns:
         ``(stems, stereo, mix)``: ``(batch, tracks, 2, samples)``, ``(batch, tracks)`` bool and
-        ``(batch, 2, samples)``, at `ANALYSIS_RATE_HZ`.
+        ``(batch, 2, samples)``, at `ANALYSIS_RATE_HZ` (a real song's excerpt resampled).
     """
     length = round(recipe.excerpt_s * ANALYSIS_RATE_HZ)
     stems, stereo, mixes = [], [], []
-    for ex in batch:
-        folder = Path(recipe.root) / song_name(ex.song)
-        multitrack = load_multitrack(folder / "stems")
-        window = slice(ex.start, ex.start + length)
-        stems.append(np.stack([np.broadcast_to(multitrack.stem_audio(t)[..., window], (2, length))
-                               for t in range(multitrack.num_tracks)]))
-        stereo.append(multitrack.stereo_mask())
-        mixes.append(load_audio(folder / "mix.wav")[0][:, window])
+    with warnings.catch_warnings():  # a stem's level warnings were shown when its song's examples were made
+        warnings.simplefilter("ignore", UserWarning)
+        songs: dict[Path, tuple[list[np.ndarray], np.ndarray, np.ndarray]] = {}  # stems, stereo mask, mix
+        for ex in batch:
+            folder = Path(ex.folder) if ex.folder is not None else Path(recipe.root) / song_name(ex.song)
+            if folder not in songs:
+                multitrack = load_multitrack(folder / "stems")
+                songs[folder] = ([multitrack.stem_audio(t) for t in range(multitrack.num_tracks)],
+                                 multitrack.stereo_mask(), load_audio(folder / "mix.wav")[0])
+            song_stems, stereo_mask, song_mix = songs[folder]
+            start, frames = (round(v * ex.rate / ANALYSIS_RATE_HZ) for v in (ex.start, length))
+            window = slice(start, start + frames)
+            audio = np.stack([np.broadcast_to(stem[..., window], (2, frames)) for stem in song_stems])
+            mix = song_mix[:, window]
+            if ex.rate != ANALYSIS_RATE_HZ:
+                audio = np.stack([resample(stem, ex.rate, ANALYSIS_RATE_HZ) for stem in audio])
+                mix = resample(mix, ex.rate, ANALYSIS_RATE_HZ)
+            stems.append(audio[..., :length])
+            stereo.append(stereo_mask)
+            mixes.append(mix[:, :length])
     return (torch.from_numpy(np.stack(stems).astype(np.float32)), torch.from_numpy(np.stack(stereo)),
             torch.from_numpy(np.stack(mixes).astype(np.float32)))
 
@@ -270,7 +361,7 @@ def excerpt_audio(recipe: StyleRecipe, batch: list[Example]) -> tuple[torch.Tens
 def audio_batch_losses(base: Any, conditioner: ReferenceConditioner, recipe: StyleRecipe, stereo_loss: StereoLoss,
                        batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean audio-stage losses of a batch ``(with the examples' references, without a reference)``
-    (see the module docstring)."""
+    (see the module docstring; a batch of real songs has no parameter loss)."""
     inputs, reference, truth = _collate(batch)
     stems, stereo, mix = excerpt_audio(recipe, batch)
     mix_lufs = integrated_loudness(mix, ANALYSIS_RATE_HZ)
@@ -285,7 +376,7 @@ def audio_batch_losses(base: Any, conditioner: ReferenceConditioner, recipe: Sty
         loss = stereo_loss(output, target)
         if recipe.feature_weight > 0:
             loss = loss + recipe.feature_weight * style_distance(style_features(output), style_features(target))
-        if recipe.audio_param_weight > 0:
+        if recipe.audio_param_weight > 0 and truth is not None:
             loss = loss + recipe.audio_param_weight * base.parameter_loss(estimate, truth, inputs.mask).mean()
         losses.append(loss)
     return losses[0], losses[1]
@@ -347,6 +438,21 @@ def train_stage(conditioner: ReferenceConditioner, losses: BatchLosses, train_se
     return best[0], best[2]
 
 
+def initial_conditioner(recipe: StyleRecipe) -> ReferenceConditioner:
+    """A fresh conditioner of the recipe's configuration, or ``init``'s weights.
+
+    Raises:
+        MixdownError: ``init`` unreadable or of another configuration.
+    """
+    config = recipe.conditioner_config()
+    if recipe.init is None:
+        return ReferenceConditioner(config)
+    conditioner = load_conditioner(recipe.init)
+    if conditioner.config != config:
+        raise MixdownError(f"{recipe.init}: a conditioner of {conditioner.config}, not of the recipe's {config}")
+    return conditioner
+
+
 def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = None,
         log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Cache the examples, train the conditioner (both stages), write it to ``recipe.export``.
@@ -366,7 +472,7 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
     cut = recipe.songs - recipe.val_songs
     train_set = [ex for ex in examples if ex.song < cut]
     val_set = [ex for ex in examples if ex.song >= cut]
-    conditioner = ReferenceConditioner(recipe.conditioner_config())
+    conditioner = initial_conditioner(recipe)
     epochs = recipe.epochs + recipe.audio_epochs
     report = None if progress is None else lambda offset: lambda epoch: progress(0.4 + 0.6 * (offset + epoch) / epochs,
                                                                                  1.0)
@@ -383,7 +489,13 @@ def fit(recipe: StyleRecipe, progress: Callable[[float, float], None] | None = N
     if recipe.audio_epochs > 0:
         audio = partial(audio_batch_losses, base, conditioner, recipe, StereoLoss())
         audio_set = [ex for ex in train_set if recipe.audio_songs is None or ex.song < recipe.audio_songs]
-        audio_scores, audio_epoch = train_stage(conditioner, audio, audio_set, val_set, recipe.audio_epochs,
+        audio_val = val_set
+        if recipe.real_root is not None:
+            real_train, real_val = real_examples(recipe, base)
+            audio_set += real_train
+            audio_val = real_val or val_set
+            info |= {"real_train_examples": len(real_train), "real_val_examples": len(real_val)}
+        audio_scores, audio_epoch = train_stage(conditioner, audio, audio_set, audio_val, recipe.audio_epochs,
                                                 recipe.audio_lr, recipe, "audio",
                                                 None if report is None else report(recipe.epochs), log)
         info |= {"val_audio_loss_with_reference": round(audio_scores[0], 5),

@@ -10,6 +10,8 @@ from mixdown.errors import MixdownError
 RECIPES: dict[str, str] = {
     "estimator.pt": "mixdown train configs/estimator.yaml",
     "estimator_reference.pt": "mixdown train configs/estimator_reference.yaml",
+    "estimator_reference_real.pt": "mixdown train configs/estimator_reference.yaml, then mixdown train "
+                                   "configs/estimator_reference_real.yaml",
     "dmc.pt": "mixdown train configs/emulator.yaml, then mixdown train configs/dmc.yaml",
     "dmc_reference.pt": "mixdown train configs/dmc_reference.yaml",
     "waveunet.pt": "mixdown train configs/waveunet.yaml",
