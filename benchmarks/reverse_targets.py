@@ -166,8 +166,11 @@ def gain_reductions(multitrack: Multitrack, params: ConsoleParams) -> np.ndarray
     return np.array(out)
 
 
-def errors(multitrack: Multitrack, estimate: ConsoleParams, truth: ConsoleParams) -> dict[str, list[float]]:
-    """Per-channel errors (see the module docstring)."""
+def errors(multitrack: Multitrack, estimate: ConsoleParams, truth: ConsoleParams,
+           unidentifiable: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[float]]:
+    """Per-channel errors (see the module docstring); with the fit's ``unidentifiable``
+    (`ReverseReport`), the threshold errors where it acts are also split by whether the fit
+    reported that threshold as determined."""
     est, tru = estimate.ordered_like(multitrack.names), truth.ordered_like(multitrack.names)
     gain = np.abs(effective_gains(multitrack, est) - effective_gains(multitrack, tru))
     level = np.abs(channel_levels(multitrack, est) - channel_levels(multitrack, tru))
@@ -177,6 +180,7 @@ def errors(multitrack: Multitrack, estimate: ConsoleParams, truth: ConsoleParams
     out: dict[str, list[float]] = {"gain": gain.tolist(), "level": level[np.isfinite(level)].tolist(), "pan": [abs(e.pan - t.pan) for e, t in
                                                                    zip(est.channels, tru.channels, strict=True)],
                                    "threshold": [], "threshold (peak)": [], "reduction": [], "send": [],
+                                   "threshold (reported determined)": [], "threshold (reported undetermined)": [],
                                    "dry kept dry": [], "compressor on/off": []}
     for i, (e, t) in enumerate(zip(est.channels, tru.channels, strict=True)):
         out["compressor on/off"].append(float((e.compressor is None) == (t.compressor is None)))
@@ -186,6 +190,9 @@ def errors(multitrack: Multitrack, estimate: ConsoleParams, truth: ConsoleParams
             out["threshold (peak)"].append(threshold_error)
         if acts[i]:
             out["threshold"].append(threshold_error)
+            if unidentifiable is not None and e.compressor is not None:
+                flagged = "compressor.threshold_db" in unidentifiable.get(e.name, ())
+                out[f"threshold (reported {'un' if flagged else ''}determined)"].append(threshold_error)
             out["reduction"].append(abs(estimated_reduction[i] - true_reduction[i]))
         if t.reverb_send_db is not None:
             out["send"].append(abs((e.reverb_send_db if e.reverb_send_db is not None else -80.0) - t.reverb_send_db))
@@ -286,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             reference = render(song.multitrack, truth)
             estimate, report, wall, _ = timed_fit(song.multitrack, reference, config)
             times[setting].append(wall)
-            for key, values in errors(song.multitrack, estimate, truth).items():
+            for key, values in errors(song.multitrack, estimate, truth, report.unidentifiable).items():
                 pooled[setting].setdefault(key, []).extend(values)
             print(f"{setting} song {index}: {wall:.1f} s, gain {_median(pooled[setting]['gain']):.2f} dB so far",
                   file=sys.stderr, flush=True)
@@ -322,10 +329,16 @@ def main(argv: list[str] | None = None) -> int:
         *(f"| {label} | {_median(linear.get(key, [])):.3g} | {_median(full.get(key, [])):.3g} |"
           for key, label in (("gain", "gain"), ("level", "level"), ("pan", "pan"),
                              ("threshold", f"threshold where it acts (>= {ACTS_DB:g} dB reduction)"),
+                             ("threshold (reported determined)",
+                              "threshold where it acts, fitted and reported determined by the fit"),
+                             ("threshold (reported undetermined)",
+                              "threshold where it acts, fitted and reported undetermined (`unidentifiable`)"),
                              ("threshold (peak)", "threshold where the peak engages (old definition)"),
                              ("reduction", "gain reduction where it acts"), ("send", "send"))),
         (f"| compressors that act (>= {ACTS_DB:g} dB) / whose peak engages (true ones, count) | | "
          f"{len(full['threshold'])} / {len(full['threshold (peak)'])} |"),
+        (f"| of those that act, fitted with a threshold reported determined / undetermined (count) | | "
+         f"{len(full['threshold (reported determined)'])} / {len(full['threshold (reported undetermined)'])} |"),
         f"| dry channels returned dry (share) | | {np.mean(full['dry kept dry']) if full['dry kept dry'] else math.nan:.2f} |",
         f"| compressor on/off agreement (share) | | {np.mean(full['compressor on/off']):.2f} |",
         (f"| fit wall time, median (s) | {statistics.median(times['gain/pan/EQ']):.1f} | "

@@ -106,7 +106,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -152,8 +152,8 @@ from mixdown.mixers.reverse.reference import (
     load_reference,
     master_from_reference,
 )
-from mixdown.mixers.reverse.refine import identifiability, limiter_gain_mask, refine
-from mixdown.mixers.reverse.reverb_fit import undetermined_sends
+from mixdown.mixers.reverse.refine import Refinement, identifiability, limiter_gain_mask, refine
+from mixdown.mixers.reverse.reverb_fit import ReverbFit, undetermined_sends
 from mixdown.mixers.reverse.start import (
     contributions,
     fader_in_range,
@@ -263,6 +263,19 @@ def estimator_start(multitrack: Multitrack, stems: torch.Tensor, reference: torc
 
 
 @torch_threads(1)  # small-tensor algebra beside numba's parallel kernels (see `torch_threads`)
+@dataclass(frozen=True)
+class _Refined:
+    """One start refined by `fit`: its scored loss and settings, the start's label and loss, the
+    refinement (its last normal equations feed `identifiability`) and the reverb fitted after it."""
+
+    loss: float
+    params: ConsoleParams
+    label: str
+    loss_at_start: float
+    refinement: Refinement
+    reverb: ReverbFit | None
+
+
 def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = ReverseConfig(),
         progress: ProgressCallback | None = None) -> tuple[ConsoleParams, ReverseReport]:
     """The whole fit (checks, stages 1 to 4): the settings and how it went (see `reverse_engineer`).
@@ -335,10 +348,10 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
         starts.append((stage.dry, "least squares without compressors", *scored(stage.dry)))
     least_squares_s = time.perf_counter() - began
 
-    def refined(p: ConsoleTensors, label: str, loss_at_start: float, params_at_start: ConsoleParams):
+    def refined(p: ConsoleTensors, label: str, loss_at_start: float, params_at_start: ConsoleParams) -> _Refined:
         """The refinement from start ``p``, its reverb fitted again now that the dry channels are in place (by
-        its energies: `reverb_fit`): ``(loss, settings, label, loss_at_start, refinement, reverb)``, the
-        settings never worse than the start's (the start's are returned otherwise, NaN included)."""
+        its energies: `reverb_fit`), the settings never worse than the start's (the start's are returned
+        otherwise, NaN included)."""
         result = refinement(p, config.steps)
         fitted, reverb = replace(result.settings, reverb_send_db=torch.full_like(p.reverb_send_db, -math.inf)), None
         if config.fit_reverb:
@@ -348,21 +361,21 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
         final_loss, params = scored(fitted)
         if not final_loss <= loss_at_start:
             final_loss, params = loss_at_start, params_at_start
-        return final_loss, params, label, loss_at_start, result, reverb
+        return _Refined(final_loss, params, label, loss_at_start, result, reverb)
 
-    final_loss, params, chosen, initial_loss, result, reverb = min((refined(*s) for s in starts),
-                                                                   key=lambda run: run[0])
+    best = min((refined(*s) for s in starts), key=lambda run: run.loss)
+    params, final_loss, chosen = best.params, best.loss, best.label
     if neutral_loss < final_loss:  # the console explains this mix worse than doing nothing
         params, final_loss, chosen = neutral_params, neutral_loss, "neutral"
-    unidentifiable = dict(identifiability(result, multitrack.names))
-    if reverb is not None:
-        for name, flat in zip(multitrack.names, undetermined_sends(reverb), strict=True):
+    unidentifiable = dict(identifiability(best.refinement, multitrack.names))
+    if best.reverb is not None:
+        for name, flat in zip(multitrack.names, undetermined_sends(best.reverb), strict=True):
             if flat:
                 unidentifiable[name] = (*unidentifiable.get(name, ()), "reverb_send_db")
-    report = ReverseReport(neutral_loss=neutral_loss, initial_loss=initial_loss, final_loss=final_loss,
-                           steps=len(result.losses) - 1, least_squares_s=least_squares_s,
-                           seconds=time.perf_counter() - began, converged=result.converged,
-                           losses=tuple(result.losses), start=chosen,
+    report = ReverseReport(neutral_loss=neutral_loss, initial_loss=best.loss_at_start, final_loss=final_loss,
+                           steps=len(best.refinement.losses) - 1, least_squares_s=least_squares_s,
+                           seconds=time.perf_counter() - began, converged=best.refinement.converged,
+                           losses=tuple(best.refinement.losses), start=chosen,
                            unidentifiable={name: unidentifiable[name] for name in multitrack.names
                                            if name in unidentifiable})
     return params, report
