@@ -13,13 +13,16 @@ Measures, on this machine:
 2. The same chain with pedalboard (JUCE, C++) as an anchor: HighpassFilter, PeakFilter,
    HighShelfFilter, Compressor, Gain per stem; Reverb on the send bus; Limiter on the
    master. pedalboard is used here only.
-3. Peak resident memory of a separate process that renders a 10-minute, 32-stem
+3. The same mixdown render in a separate process with libgomp's default spin count, as in
+   a process that loaded torch before mixdown (see ``mixdown/__init__.py``).
+4. Peak resident memory of a separate process that renders a 10-minute, 32-stem
    session streamed from files (``load_multitrack(..., in_memory=False)``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -31,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
+import mixdown  # noqa: F401  (before torch: it sets libgomp's spin count, see mixdown/__init__.py)
+import torch  # noqa: E402
 from mixdown.console import render
 from mixdown.multitrack import Multitrack
 from mixdown.params import ChannelParams, CompressorParams, ConsoleParams, EQBand
@@ -98,6 +102,20 @@ def time_pedalboard(arrays: dict[str, np.ndarray], runs: int) -> list[float]:
     return times
 
 
+def time_mixdown_default_spin(seconds: float, runs: int) -> list[float]:
+    """`time_mixdown` in a fresh process with libgomp's default spin count (300,000), as in a
+    process that loaded torch before mixdown (see mixdown/__init__.py)."""
+    script = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from render_speed import stems, time_mixdown\n"
+        f"print(json.dumps(time_mixdown(stems(8, {seconds!r}, channels=2), {runs})))\n"
+    )
+    env = {**os.environ, "GOMP_SPINCOUNT": "300000"}
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env)
+    return json.loads(out.stdout.split("\n")[-2])
+
+
 def peak_memory_mib(tracks: int, seconds: float) -> float:
     """Peak RSS of a fresh process rendering ``tracks`` mono file-backed stems of ``seconds``.
 
@@ -145,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         ours_cpu += time_mixdown_cpu(arrays, 1)
         theirs += time_pedalboard(arrays, 1)
     ours = [wall for wall, _ in ours_cpu]
+    default_spin = time_mixdown_default_spin(seconds, args.runs)
     load_after = os.getloadavg()[0]
     memory = peak_memory_mib(mem_tracks, mem_seconds)
     ours_med, theirs_med = statistics.median(ours), statistics.median(theirs)
@@ -166,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{', '.join(f'{t:.2f}' for t in ours)} |",
         f"| pedalboard (anchor) | {theirs_med:.2f} | {seconds / theirs_med:.0f}x | "
         f"{', '.join(f'{t:.2f}' for t in theirs)} |",
+        f"| mixdown, libgomp's default spin (torch loaded before mixdown; separate process, after the others) | "
+        f"{statistics.median(default_spin):.2f} | {seconds / statistics.median(default_spin):.0f}x | "
+        f"{', '.join(f'{t:.2f}' for t in default_spin)} |",
         "",
         f"mixdown CPU time (all threads), median: {statistics.median(cpu for _, cpu in ours_cpu):.2f} s.",
         "",

@@ -317,7 +317,10 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
         raise ParamsError(f"params are for {params.sample_rate} Hz but the stems are {multitrack.sample_rate} Hz")
     sample_rate, total = multitrack.sample_rate, multitrack.num_frames
     p = ConsoleTensors.from_params([params.ordered_like(multitrack.names)])
-    mix = np.zeros((2, total), dtype=np.float32)
+    # Allocated by torch, in 4-KiB pages: numpy advises huge pages for large arrays, and
+    # faulting those in after other large allocations (fresh stems) stalled on the
+    # kernel's memory compaction: 0.2 s of 1.0 s in benchmarks/render_speed.py.
+    mix = torch.zeros(2, total, dtype=torch.float32).numpy()
     with torch.no_grad():
         ir = reverb_impulse_responses(p, sample_rate)
         ir_spectra: dict[int, torch.Tensor] = {}

@@ -12,7 +12,8 @@ backward, giving exact gradients for the level and for threshold, ratio, knee an
 time constants; level detection and makeup are plain torch ops around it (the attack/release branch taken at each sample is held fixed, so the gradient is
 exact almost everywhere; `tests/test_dsp.py` checks it against finite
 differences). Without gradients (rendering), `_compress_kernel` runs level detection,
-the same recursion and the gain block by block, SIMD along the samples and across rows.
+the same recursion and the gain block by block, SIMD along the samples, the recursions of
+four rows overlapping.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _forward_kernel(level, threshold, ratio, knee, alpha_attack, alpha_release, 
 
 
 LANES = 8
-"""Rows whose ballistics one task runs side by side (SIMD over rows), in `_compress_kernel` and in
+"""Rows one task runs side by side (their ballistics four at a time), in `_compress_kernel` and in
 the kernels built from `lane_groups`, `lane_state`, `lane_scratch` and `lane_gains`
 (`mixdown.mixers.reverse.dynamics`)."""
 
@@ -124,29 +125,48 @@ def _static_reduction_db(level, threshold, slope, knee, out, count):  # pragma: 
         out[n] = slope * (u * u * inv_twice_knee + max(over - half, 0.0))
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def _ballistics(buf, count, lanes, w):  # pragma: no cover - compiled
-    """`_smoothed_reduction`'s attack/release smoothing of ``lanes`` rows side by side, in place.
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy", inline="always")
+def _ballistics_four(gains, block, count, lanes, first, w):  # pragma: no cover - compiled
+    """`_ballistics` of rows ``first`` to ``first + 3`` (the last row stands in for rows past ``lanes``:
+    it is then run twice alike, reading before either writes)."""
+    a, b = min(first, lanes - 1), min(first + 1, lanes - 1)
+    c, d = min(first + 2, lanes - 1), min(first + 3, lanes - 1)
+    ga, gb = gains[a * block:a * block + count], gains[b * block:b * block + count]
+    gc, gd = gains[c * block:c * block + count], gains[d * block:d * block + count]
+    aa, ab, ac, ad = w[a], w[b], w[c], w[d]
+    ra, rb, rc, rd = w[LANES + a], w[LANES + b], w[LANES + c], w[LANES + d]
+    ma, mb, mc, md = w[2 * LANES + a], w[2 * LANES + b], w[2 * LANES + c], w[2 * LANES + d]
+    pa, pb, pc, pd = w[3 * LANES + a], w[3 * LANES + b], w[3 * LANES + c], w[3 * LANES + d]
+    for n in range(count):
+        xa, xb, xc, xd = ga[n], gb[n], gc[n], gd[n]
+        ta, ua = aa * pa + (1.0 - aa) * xa, ra * pa + (1.0 - ra) * xa
+        tb, ub = ab * pb + (1.0 - ab) * xb, rb * pb + (1.0 - rb) * xb
+        tc, uc = ac * pc + (1.0 - ac) * xc, rc * pc + (1.0 - rc) * xc
+        td, ud = ad * pd + (1.0 - ad) * xd, rd * pd + (1.0 - rd) * xd
+        pa = ta if xa > pa else ua
+        pb = tb if xb > pb else ub
+        pc = tc if xc > pc else uc
+        pd = td if xd > pd else ud
+        ga[n], gb[n] = np.float32((ma - pa) * _NEPER_PER_DB), np.float32((mb - pb) * _NEPER_PER_DB)
+        gc[n], gd[n] = np.float32((mc - pc) * _NEPER_PER_DB), np.float32((md - pd) * _NEPER_PER_DB)
+    w[3 * LANES + a], w[3 * LANES + b], w[3 * LANES + c], w[3 * LANES + d] = pa, pb, pc, pd
 
-    buf: ``(count * LANES,)`` lane-minor; in: static reduction (dB), out: ``makeup -
-    smoothed reduction`` in nepers, rounded to float32 as the differentiable path's
-    exponent is. w: attack and release coefficients, makeup (dB) and the smoothed
-    reduction, each `LANES` wide. The lanes are independent, so the loop over them
-    compiles to SIMD and their recursions overlap. Both branches' updates
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _ballistics(gains, block, count, lanes, w):  # pragma: no cover - compiled
+    """`_smoothed_reduction`'s attack/release smoothing of ``lanes`` rows, in place.
+
+    gains: row ``j``'s ``count`` samples from ``j * block`` on; in: static reduction (dB),
+    out: ``makeup - smoothed reduction`` in nepers, rounded to float32 as the
+    differentiable path's exponent is. w: attack and release coefficients, makeup (dB) and
+    the smoothed reduction, each `LANES` wide. Four rows run in one loop with their state
+    in registers, so their recursions overlap. Both branches' updates
     (`_smoothed_reduction`'s ``alpha * prev + (1 - alpha) * red``) are computed and one
     is selected, so the recursion waits on one multiply-add and the comparison side by
     side, not on the comparison, then a subtraction and a multiply-add (twice as fast).
     """
-    for n in range(count):
-        o = n * LANES
-        for j in range(lanes):
-            red = buf[o + j]
-            prev = w[3 * LANES + j]
-            attack = w[j] * prev + (1.0 - w[j]) * red
-            release = w[LANES + j] * prev + (1.0 - w[LANES + j]) * red
-            prev = attack if red > prev else release
-            w[3 * LANES + j] = prev
-            buf[o + j] = np.float32((w[2 * LANES + j] - prev) * _NEPER_PER_DB)
+    for first in range(0, lanes, 4):
+        _ballistics_four(gains, block, count, lanes, first, w)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
@@ -187,36 +207,31 @@ def lane_state(first, lanes, alpha_attack, alpha_release, makeup, initial):  # p
 @numba.njit(cache=True, nogil=True)
 def lane_scratch(block):  # pragma: no cover - compiled
     """Scratch of one task for blocks of ``block`` samples: peak, mantissa bits, exponent, levels
-    (``LANES`` rows), gains (``LANES`` rows), the lane buffer and the exponential's bits."""
+    (``LANES`` rows), gains (``LANES`` rows) and the exponential's bits."""
     return (np.empty(block, np.float32), np.empty(block, np.int32), np.empty(block, np.int32),
-            np.empty(LANES * block), np.empty(LANES * block), np.empty(LANES * block), np.empty(block, np.int64))
+            np.empty(LANES * block), np.empty(LANES * block), np.empty(block, np.int64))
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def lane_gains(level, stride, threshold, ratio, knee, first, lanes, w, gains, buf, bits,
+def lane_gains(level, stride, threshold, ratio, knee, first, lanes, w, gains, bits,
                count):  # pragma: no cover - compiled
     """One block of the compressor gain of rows ``first`` to ``first + lanes``, in place.
 
     level: the rows' levels (dB), row ``j``'s from ``j * stride`` on (stride 0: one level
     for all); threshold, ratio, knee: ``(rows,)``; w: `lane_state`; gains: ``(LANES *
     block,)``, row ``j``'s ``count`` linear gains from ``j * block`` on (``exp(makeup -
-    smoothed reduction)``, as the render applies them); buf: ``(LANES * block,)`` and
-    bits: ``(block,)`` scratch. The static curve (`_static_reduction_db`) and the gain
-    (`_exp`) run along the samples, the ballistics (`_ballistics`) across the rows.
+    smoothed reduction)``, as the render applies them); bits: ``(block,)`` scratch. The
+    static curve (`_static_reduction_db`) and the gain (`_exp`) run along the samples,
+    the ballistics (`_ballistics`) four rows at a time.
     """
     block = bits.shape[0]
     for j in range(lanes):
         r = first + j
         _static_reduction_db(level[j * stride:], threshold[r], 1.0 - 1.0 / ratio[r], knee[r], gains[j * block:],
                              count)
-        for n in range(count):
-            buf[n * LANES + j] = gains[j * block + n]
-    _ballistics(buf, count, lanes, w)
+    _ballistics(gains, block, count, lanes, w)
     for j in range(lanes):
-        gain = gains[j * block:(j + 1) * block]
-        for n in range(count):
-            gain[n] = buf[n * LANES + j]
-        _exp(gain, bits, count)
+        _exp(gains[j * block:(j + 1) * block], bits, count)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -228,7 +243,7 @@ def _compress_kernel(first_group, stop_group, width, x, threshold, ratio, knee, 
     Rows are cut into groups of ``width`` (`lane_groups`), one task each; this runs tasks
     ``first_group`` to ``stop_group - 1`` (`mixdown.dsp.tasks.run_tasks`). Per block
     of `_BLOCK` samples, each row's linked peaks go to levels (`level_db`), the group's
-    rows through the static curve, the ballistics side by side (the one sequential part)
+    rows through the static curve, the ballistics four rows at a time (the one sequential part)
     and the gain (`lane_gains`), and each row's gain onto its channels. Every pass but
     the ballistics runs along the samples and compiles to SIMD, with log and exp as
     polynomials (no library calls). The exponent and the gain are
@@ -241,7 +256,7 @@ def _compress_kernel(first_group, stop_group, width, x, threshold, ratio, knee, 
         first = g * width
         lanes = min(width, rows - first)
         w = lane_state(first, lanes, alpha_attack, alpha_release, makeup, initial)
-        peak, mantissa_bits, exponent, level, gains, buf, bits = lane_scratch(_BLOCK)
+        peak, mantissa_bits, exponent, level, gains, bits = lane_scratch(_BLOCK)
         for start in range(0, samples, _BLOCK):
             count = min(_BLOCK, samples - start)
             for j in range(lanes):
@@ -254,7 +269,7 @@ def _compress_kernel(first_group, stop_group, width, x, threshold, ratio, knee, 
                     for n in range(count):
                         peak[n] = max(peak[n], abs(src[n]))
                 level_db(peak, mantissa_bits, exponent, level[j * _BLOCK:], count)
-            lane_gains(level, _BLOCK, threshold, ratio, knee, first, lanes, w, gains, buf, bits, count)
+            lane_gains(level, _BLOCK, threshold, ratio, knee, first, lanes, w, gains, bits, count)
             for j in range(lanes):
                 r = first + j
                 gain = gains[j * _BLOCK:]

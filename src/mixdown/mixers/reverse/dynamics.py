@@ -82,7 +82,7 @@ def _frame_gain_kernel(x, weights, powers, threshold, ratio, knee, alpha_attack,
         first = g * width
         lanes = min(width, rows - first)
         w = lane_state(first, lanes, alpha_attack, alpha_release, zeros, zeros)
-        peak, mantissa_bits, exponent, level, gains, buf, bits = lane_scratch(FRAME)
+        peak, mantissa_bits, exponent, level, gains, bits = lane_scratch(FRAME)
         for f in range(frames):
             start = f * FRAME
             for n in range(FRAME):
@@ -91,7 +91,7 @@ def _frame_gain_kernel(x, weights, powers, threshold, ratio, knee, alpha_attack,
                 for n in range(FRAME):
                     peak[n] = max(peak[n], abs(x[c, start + n]))
             level_db(peak, mantissa_bits, exponent, level, FRAME)
-            lane_gains(level, 0, threshold, ratio, knee, first, lanes, w, gains, buf, bits, FRAME)
+            lane_gains(level, 0, threshold, ratio, knee, first, lanes, w, gains, bits, FRAME)
             for j in range(lanes):
                 for k in range(count):
                     total = 0.0
