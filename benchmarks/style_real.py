@@ -26,6 +26,7 @@ baselines. Metrics per song: the loudness-matched stereo MR-STFT to the target (
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import statistics
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     methods = ["rules", "estimator", *(f"{c}: {m}" for c in CONDITIONERS for m in MODES)]
     loss: dict[str, list[float]] = {m: [] for m in methods}
     distance: dict[str, list[float]] = {m: [] for m in methods}
-    began = time.perf_counter()
+    began, load_before = time.perf_counter(), os.getloadavg()[0]
     for index, song in enumerate(songs):
         multitrack, target = load_song(song, None, reference_segment=True)
         reference = load_reference_segment(song)
@@ -106,8 +107,9 @@ def main(argv: list[str] | None = None) -> None:
         "# Mix like a reference on real songs: trained on synthetic songs only, and after real songs",
         "",
         f"Command: `{command}`  ",
-        (f"Machine: {platform.machine()}, 2 cores shared with other jobs, Python {platform.python_version()}, "
-         f"torch {torch.__version__}; took {(time.perf_counter() - began) / 60:.1f} min."),
+        (f"Machine: {platform.machine()}, {os.cpu_count()} cores (load average {load_before:.1f} at the start, "
+         f"{os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}, torch {torch.__version__}; "
+         f"took {(time.perf_counter() - began) / 60:.1f} min."),
         "",
         (f"Test songs ({len(songs)}, none seen in training): {', '.join(song.name for song in songs)}. "
          "Reference = the first half of the producer's mix; input = the stems of the second half; target = the "
