@@ -194,6 +194,7 @@ def _interval_peaks_kernel(first_run, stop_run, xp, pad, index, starts, taps, fi
     are grouped (bit for bit)."""
     phases, width = taps.shape
     acc = np.empty(_RUN)
+    window = np.empty(_RUN + width - 1)  # the run's input under the taps, in float64
     for r in range(first_run, stop_run):
         lo = starts[r]
         count = starts[r + 1] - lo
@@ -211,12 +212,14 @@ def _interval_peaks_kernel(first_run, stop_run, xp, pad, index, starts, taps, fi
                             total += taps[p, k] * row[base + m + first + k]
                         peak[m] = max(peak[m], abs(total))
                     continue
+                if p == 0:
+                    for m in range(count + width - 1):
+                        window[m] = row[base + first + m]
                 acc[:count] = 0.0
                 for k in range(width):
                     tap = taps[p, k]
-                    src = row[base + first + k:base + first + k + count]
                     for m in range(count):
-                        acc[m] += tap * np.float64(src[m])
+                        acc[m] += tap * window[k + m]
                 for m in range(count):
                     peak[m] = max(peak[m], abs(acc[m]))
 
@@ -262,6 +265,31 @@ def _near_magnitude(x: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
     magnitude, near = np.empty(x.shape[-1]), np.empty(x.shape[-1])
     _near_magnitude_kernel(x, 1 << max(0, reach - 1).bit_length(), magnitude, near)  # blocks: a power of two >= reach
     return magnitude, near
+
+
+@numba.njit(cache=True, nogil=True)
+def _suspects_kernel(index, coarse, magnitude, peaks, threshold, out):  # pragma: no cover - compiled
+    """`_suspects` into ``out``; returns how many."""
+    last = peaks.shape[0] - 1
+    count = 0
+    for i in range(index.shape[0]):
+        n = index[i]
+        after, before = min(n + 1, last), max(n - 1, 0)
+        nearby = max(max(coarse[i], magnitude[after]), max(peaks[before], peaks[after]))
+        if QUARTER_TO_CONTINUOUS * nearby > threshold:
+            out[count] = n
+            count += 1
+    return count
+
+
+def _suspects(index: np.ndarray, coarse: np.ndarray, magnitude: np.ndarray, peaks: np.ndarray,
+              threshold: float) -> np.ndarray:
+    """The candidates ``index`` whose 16x reconstruction may exceed ``threshold``: where
+    `QUARTER_TO_CONTINUOUS` times the largest of the interval's quarter-sample points
+    (``coarse``), its end sample and its neighbours' points (``peaks``; outside the
+    candidates these are bounds, never lower than the exact values) exceeds it."""
+    out = np.empty_like(index)
+    return out[:_suspects_kernel(index, coarse, magnitude, peaks, threshold, out)]
 
 
 def interval_peaks(x: np.ndarray, banks: tuple[PhaseBank, ...], skip_below: float = 0.0) -> np.ndarray:
@@ -329,12 +357,7 @@ def ceiling_peaks(x: np.ndarray, threshold: float, sample_rate: int | None = Non
     xp = np.pad(x, ((0, 0), (reach, reach)))
     coarse_peaks = _exact_peaks(xp, reach, index, coarse, magnitude[index])
     peaks[index] = coarse_peaks
-    # The interval's points, its end sample and its neighbours' points (outside the candidates
-    # these are bounds, never lower than the exact values).
-    after = np.minimum(index + 1, len(peaks) - 1)
-    nearby = np.maximum(np.maximum(coarse_peaks, magnitude[after]),
-                        np.maximum(peaks[np.maximum(index - 1, 0)], peaks[after]))
-    suspect = index[QUARTER_TO_CONTINUOUS * nearby > threshold]
+    suspect = _suspects(index, coarse_peaks, magnitude, peaks, threshold)
     if len(suspect):
         peaks[suspect] = _exact_peaks(xp, reach, suspect, (reconstruction,), peaks[suspect])
     return peaks
