@@ -394,6 +394,28 @@ def test_never_returns_a_loss_above_its_start(band, monkeypatch):
     assert all(c.gain_db > -29.0 and c.pan > -0.99 for c in estimate.channels)
 
 
+def test_fit_runs_torch_on_one_thread_and_restores_the_count(band, monkeypatch):
+    """`fit`'s small-tensor algebra runs on one torch thread whatever the caller set (its results
+    depend on it), and the caller's count is back afterwards."""
+    from mixdown.mixers import reverse
+
+    seen = []
+    honest = reverse.refine
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return honest(*args, **kwargs)
+
+    monkeypatch.setattr(reverse, "refine", recording)
+    torch.set_num_threads(2)
+    try:
+        reverse.fit(band, render(band, _full_params(band)), replace(FAST, steps=1, excerpt_s=0.5))
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_never_worse_than_the_neutral_mix(band):
     """A mix the console cannot represent (the stems' sum through a hard saturator, as real projects' own
     effects are): the fit is never worse than unity faders, centred, by the reported loss."""

@@ -262,7 +262,6 @@ def estimator_start(multitrack: Multitrack, stems: torch.Tensor, reference: torc
     return replace(p, gain_db=fader_in_range(p.gain_db + offset))
 
 
-@torch_threads(1)  # small-tensor algebra beside numba's parallel kernels (see `torch_threads`)
 @dataclass(frozen=True)
 class _Refined:
     """One start refined by `fit`: its scored loss and settings, the start's label and loss, the
@@ -276,6 +275,7 @@ class _Refined:
     reverb: ReverbFit | None
 
 
+@torch_threads(1)  # small-tensor algebra beside numba's parallel kernels (see `torch_threads`)
 def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = ReverseConfig(),
         progress: ProgressCallback | None = None) -> tuple[ConsoleParams, ReverseReport]:
     """The whole fit (checks, stages 1 to 4): the settings and how it went (see `reverse_engineer`).
