@@ -318,8 +318,9 @@ def render(multitrack: Multitrack, params: ConsoleParams, chunk_frames: int = DE
     sample_rate, total = multitrack.sample_rate, multitrack.num_frames
     p = ConsoleTensors.from_params([params.ordered_like(multitrack.names)])
     # Allocated by torch, in 4-KiB pages: numpy advises huge pages for large arrays, and
-    # faulting those in after other large allocations (fresh stems) stalled on the
-    # kernel's memory compaction: 0.2 s of 1.0 s in benchmarks/render_speed.py.
+    # faulting those in after other large allocations stalled on the kernel's memory
+    # compaction: fresh stems loaded after a pedalboard render, as benchmarks/render_speed.py
+    # runs it, rendered in 1.0-1.1 s that way and 0.81-0.86 s this way.
     mix = torch.zeros(2, total, dtype=torch.float32).numpy()
     with torch.no_grad():
         ir = reverb_impulse_responses(p, sample_rate)

@@ -196,6 +196,13 @@ class Example:
     rate: int = ANALYSIS_RATE_HZ
 
 
+def _stereo_at_analysis_rate(stems: list[np.ndarray], rate: int) -> np.ndarray:
+    """Stems ``(channels, frames)`` at ``rate`` as ``(tracks, 2, frames')`` at `ANALYSIS_RATE_HZ`:
+    each resampled at its own channel count (a mono stem once), then broadcast to two channels."""
+    resampled = [resample(stem, rate, ANALYSIS_RATE_HZ) for stem in stems]
+    return np.stack([np.broadcast_to(stem, (2, stem.shape[-1])) for stem in resampled])
+
+
 def _song_examples(base: Any, folder: Path, index: int, recipe: StyleRecipe, real: bool = False) -> list[Example]:
     """The examples of one song: adjacent halves ``(0, 1), (2, 3), ...`` of ``segment_s``, each the
     other's reference. A real song (``real``) has no settings (truth None) and any rate."""
@@ -203,11 +210,8 @@ def _song_examples(base: Any, folder: Path, index: int, recipe: StyleRecipe, rea
     truth = None if real else ConsoleParams.load(folder / "params.json").ordered_like(multitrack.names)
     mix, rate = load_audio(folder / "mix.wav")
     half, excerpt = round(recipe.segment_s * ANALYSIS_RATE_HZ), round(recipe.excerpt_s * ANALYSIS_RATE_HZ)
-    audio = np.stack([np.broadcast_to(multitrack.stem_audio(t), (2, multitrack.num_frames))
-                      for t in range(multitrack.num_tracks)])  # (tracks, 2, frames)
-    if rate != ANALYSIS_RATE_HZ:
-        audio = np.stack([resample(stem, rate, ANALYSIS_RATE_HZ) for stem in audio])
-        mix = resample(mix, rate, ANALYSIS_RATE_HZ)
+    audio = _stereo_at_analysis_rate([multitrack.stem_audio(t) for t in range(multitrack.num_tracks)], rate)
+    mix = resample(mix, rate, ANALYSIS_RATE_HZ)
     stereo = torch.from_numpy(multitrack.stereo_mask())
     instruments = torch.tensor([INSTRUMENT_CLASSES.index(c) for c in multitrack.instruments])
     examples = []
@@ -346,14 +350,9 @@ def excerpt_audio(recipe: StyleRecipe, batch: list[Example]) -> tuple[torch.Tens
             song_stems, stereo_mask, song_mix = songs[folder]
             start, frames = (round(v * ex.rate / ANALYSIS_RATE_HZ) for v in (ex.start, length))
             window = slice(start, start + frames)
-            audio = np.stack([np.broadcast_to(stem[..., window], (2, frames)) for stem in song_stems])
-            mix = song_mix[:, window]
-            if ex.rate != ANALYSIS_RATE_HZ:
-                audio = np.stack([resample(stem, ex.rate, ANALYSIS_RATE_HZ) for stem in audio])
-                mix = resample(mix, ex.rate, ANALYSIS_RATE_HZ)
-            stems.append(audio[..., :length])
+            stems.append(_stereo_at_analysis_rate([stem[..., window] for stem in song_stems], ex.rate)[..., :length])
             stereo.append(stereo_mask)
-            mixes.append(mix[:, :length])
+            mixes.append(resample(song_mix[:, window], ex.rate, ANALYSIS_RATE_HZ)[:, :length])
     return (torch.from_numpy(np.stack(stems).astype(np.float32)), torch.from_numpy(np.stack(stereo)),
             torch.from_numpy(np.stack(mixes).astype(np.float32)))
 
