@@ -69,7 +69,7 @@ from mixdown.dsp.compressor import compressor
 from mixdown.dsp.eq import BAND_TYPE_IDS, parametric_eq
 from mixdown.dsp.loudness import integrated_loudness
 from mixdown.mixers import get_method
-from mixdown.mixers.reverse import ReverseConfig, fit
+from mixdown.mixers.reverse import ReverseConfig, ReverseReport, fit
 from mixdown.multitrack import Multitrack
 from mixdown.params import ConsoleParams
 from mixdown.synth.demo import demo_multitrack_arrays
@@ -167,10 +167,10 @@ def gain_reductions(multitrack: Multitrack, params: ConsoleParams) -> np.ndarray
 
 
 def errors(multitrack: Multitrack, estimate: ConsoleParams, truth: ConsoleParams,
-           unidentifiable: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[float]]:
-    """Per-channel errors (see the module docstring); with the fit's ``unidentifiable``
-    (`ReverseReport`), the threshold errors where it acts are also split by whether the fit
-    reported that threshold as determined."""
+           report: ReverseReport | None = None) -> dict[str, list[float]]:
+    """Per-channel errors (see the module docstring); with the fit's report, the threshold errors where it
+    acts are also split by whether the fit reported that threshold as determined (``unidentifiable``), and
+    its range (``ranges``) is scored: its width, and whether it holds the true threshold."""
     est, tru = estimate.ordered_like(multitrack.names), truth.ordered_like(multitrack.names)
     gain = np.abs(effective_gains(multitrack, est) - effective_gains(multitrack, tru))
     level = np.abs(channel_levels(multitrack, est) - channel_levels(multitrack, tru))
@@ -181,7 +181,8 @@ def errors(multitrack: Multitrack, estimate: ConsoleParams, truth: ConsoleParams
                                                                    zip(est.channels, tru.channels, strict=True)],
                                    "threshold": [], "threshold (peak)": [], "reduction": [], "send": [],
                                    "threshold (reported determined)": [], "threshold (reported undetermined)": [],
-                                   "dry kept dry": [], "compressor on/off": []}
+                                   "dry kept dry": [], "compressor on/off": [], "threshold range width": [],
+                                   "threshold in range": []}
     for i, (e, t) in enumerate(zip(est.channels, tru.channels, strict=True)):
         out["compressor on/off"].append(float((e.compressor is None) == (t.compressor is None)))
         threshold_error = abs((e.compressor.threshold_db if e.compressor else 0.0)
@@ -190,9 +191,13 @@ def errors(multitrack: Multitrack, estimate: ConsoleParams, truth: ConsoleParams
             out["threshold (peak)"].append(threshold_error)
         if acts[i]:
             out["threshold"].append(threshold_error)
-            if unidentifiable is not None and e.compressor is not None:
-                flagged = "compressor.threshold_db" in unidentifiable.get(e.name, ())
+            if report is not None and e.compressor is not None:
+                flagged = "compressor.threshold_db" in report.unidentifiable.get(e.name, ())
                 out[f"threshold (reported {'un' if flagged else ''}determined)"].append(threshold_error)
+                if "compressor.threshold_db" in report.ranges.get(e.name, {}):  # refined (not its start's)
+                    low, high = report.ranges[e.name]["compressor.threshold_db"]
+                    out["threshold range width"].append(high - low)
+                    out["threshold in range"].append(float(low <= t.compressor.threshold_db <= high))
             out["reduction"].append(abs(estimated_reduction[i] - true_reduction[i]))
         if t.reverb_send_db is not None:
             out["send"].append(abs((e.reverb_send_db if e.reverb_send_db is not None else -80.0) - t.reverb_send_db))
@@ -212,7 +217,7 @@ import json, sys, time
 import numba, torch
 torch.set_num_threads(int(sys.argv[1])); numba.set_num_threads(int(sys.argv[1]))
 from mixdown.mixers import get_method
-from mixdown.mixers.reverse import ReverseConfig, fit
+from mixdown.mixers.reverse import ReverseConfig, ReverseReport, fit
 from mixdown.multitrack import Multitrack
 from mixdown.console import channel_loudness, render
 from mixdown.synth.demo import demo_multitrack_arrays
@@ -293,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             reference = render(song.multitrack, truth)
             estimate, report, wall, _ = timed_fit(song.multitrack, reference, config)
             times[setting].append(wall)
-            for key, values in errors(song.multitrack, estimate, truth, report.unidentifiable).items():
+            for key, values in errors(song.multitrack, estimate, truth, report).items():
                 pooled[setting].setdefault(key, []).extend(values)
             print(f"{setting} song {index}: {wall:.1f} s, gain {_median(pooled[setting]['gain']):.2f} dB so far",
                   file=sys.stderr, flush=True)
@@ -339,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
          f"{len(full['threshold'])} / {len(full['threshold (peak)'])} |"),
         (f"| of those that act, fitted with a threshold reported determined / undetermined (count) | | "
          f"{len(full['threshold (reported determined)'])} / {len(full['threshold (reported undetermined)'])} |"),
+        (f"| of those fitted, the fit's threshold range (`ReverseReport.ranges`): median width (dB) / share "
+         f"holding the true threshold | | {_median(full['threshold range width']):.3g} / "
+         f"{np.mean(full['threshold in range']) if full['threshold in range'] else math.nan:.2f} |"),
         f"| dry channels returned dry (share) | | {np.mean(full['dry kept dry']) if full['dry kept dry'] else math.nan:.2f} |",
         f"| compressor on/off agreement (share) | | {np.mean(full['compressor on/off']):.2f} |",
         (f"| fit wall time, median (s) | {statistics.median(times['gain/pan/EQ']):.1f} | "

@@ -38,6 +38,7 @@ from mixdown.mixers.reverse import (
     render_unnormalised,
     reverse_engineer,
 )
+from mixdown.mixers.reverse.refine import FLAT_SHARE, Entry, Refinement, identifiability
 from mixdown.multitrack import Multitrack
 from mixdown.params import (
     SCHEMA,
@@ -678,15 +679,51 @@ def test_excerpts_find_a_channel_that_plays_once():
 
 
 def test_identifiability_names_what_the_mix_cannot_see(band):
-    """The hi-hat stem has no energy under 1 kHz: its low shelf is reported undetermined; the bass
-    stem's fader, where it alone sounds, and every pan are determined."""
+    """The hi-hat stem has no energy under 1 kHz: its low shelf is reported undetermined, with a range
+    wider than a noticeable step either side; the bass stem's fader, where it alone sounds, and every pan
+    are determined. Every returned setting lies in its range."""
     truth = _full_params(band)
     for ch in truth.channels:
         ch.compressor = None
-    _, report = fit(band, render(band, truth), replace(FAST, steps=3, excerpt_s=0.5))
+    estimate, report = fit(band, render(band, truth), replace(FAST, steps=3, excerpt_s=0.5))
     assert "eq[1].gain_db" in report.unidentifiable["hihat"]
     assert "gain_db" not in report.unidentifiable.get("bass", ())
     assert not any("pan" in paths for paths in report.unidentifiable.values())
+    shelf = estimate.channel("hihat").eq[1].gain_db
+    low, high = report.ranges["hihat"]["eq[1].gain_db"]
+    assert low < shelf - 1.0 and high > shelf + 1.0
+    fader = estimate.channel("bass").gain_db
+    low, high = report.ranges["bass"]["gain_db"]
+    assert fader - 1.0 < low <= fader <= high < fader + 1.0
+    for ch in estimate.channels:
+        for path, (low, high) in report.ranges[ch.name].items():
+            owner, _, key = path.rpartition(".")
+            holder = ch.eq[int(owner[3:-1])] if owner.startswith("eq[") else getattr(ch, owner) if owner else ch
+            assert low <= getattr(holder, key) <= high, (ch.name, path)
+
+
+def test_setting_ranges_known_answer(band):
+    """On hand-made normal equations: a setting alone whose column has norm u moves the waveform by
+    ``u d`` for ``d`` logits, so its range is ``value +- FLAT_SHARE L / u`` logits times its slope;
+    two settings with one column trade off completely (their whole ranges); a channel not heard
+    determines nothing."""
+    settings = ConsoleTensors.from_params([_gain_pan_params(band, None)])
+    gain, pan = SPECS["gain_db"], SPECS["pan"]
+    entries = [Entry("gain_db", 0, None, gain), Entry("pan", 1, None, pan), Entry("gain_db", 1, None, gain),
+               Entry("gain_db", 2, None, gain)]
+    normal = torch.tensor([[4.0, 0, 0, 0], [0, 1.0, 1.0, 0], [0, 1.0, 1.0, 0], [0, 0, 0, 1.0]], dtype=torch.float64)
+    result = Refinement(settings=settings, entries=entries, losses=[1.0], jacobian_normal=normal,
+                        levels=torch.tensor([3.0, 3.0, 1e-6, 3.0], dtype=torch.float64),
+                        slopes=torch.tensor([20.0, 0.5, 20.0, 20.0], dtype=torch.float64), rows=10, converged=True)
+    ranges = identifiability(result, band.names)
+    (bass,) = ranges["bass"]
+    half = FLAT_SHARE * 3.0 / 2.0 * 20.0
+    assert bass.path == "gain_db" and bass.determined
+    assert (bass.low, bass.high) == pytest.approx((-3.0 - half, -3.0 + half))
+    assert [(r.path, r.low, r.high, r.determined) for r in ranges["keys"]] == [
+        ("pan", pan.minimum, pan.maximum, False), ("gain_db", gain.minimum, gain.maximum, False)]
+    (hihat,) = ranges["hihat"]
+    assert (hihat.low, hihat.high, hihat.determined) == (gain.minimum, gain.maximum, False)
 
 
 def test_warm_start_is_the_estimators_prediction_at_the_references_level(band):
@@ -784,6 +821,8 @@ def test_cli_writes_params_and_render(band, tmp_path):
     sidecar = json.loads((tmp_path / "params.report.json").read_text())
     assert sidecar["final_loss"] <= sidecar["initial_loss"]
     assert set(sidecar["unidentifiable"]) <= set(band.names)
+    assert set(sidecar["ranges"]) == set(band.names)
+    assert all(low <= high for found in sidecar["ranges"].values() for low, high in found.values())
     audio, rate = sf.read(rendered, always_2d=True)
     assert rate == SR and audio.shape == (band.num_frames, 2)
 

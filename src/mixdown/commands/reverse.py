@@ -81,7 +81,10 @@ def _cmd_reverse(args: argparse.Namespace) -> None:
               f"({report.start}), {report.final_loss:.3f} after {report.steps} refinement steps, "
               f"{report.seconds:.0f} s)", markup=False, soft_wrap=True)
     if report.unidentifiable:
-        err.print("settings the mix does not determine (trust their sum with the others, not their value):",
-                  markup=False, soft_wrap=True)
+        err.print("settings the mix does not determine (trust their sum with the others, not their value; "
+                  "in brackets, the values it does not tell apart):", markup=False, soft_wrap=True)
         for name, paths in report.unidentifiable.items():
-            err.print(f"  {name}: {', '.join(paths)}", markup=False, soft_wrap=True)
+            ranges = report.ranges.get(name, {})
+            shown = (f"{path} [{ranges[path][0]:.3g}, {ranges[path][1]:.3g}]" if path in ranges else path
+                     for path in paths)
+            err.print(f"  {name}: {', '.join(shown)}", markup=False, soft_wrap=True)

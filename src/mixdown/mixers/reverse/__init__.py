@@ -76,10 +76,11 @@ What a mix does not determine, and how it is fixed:
   picks the smallest EQ, so the fader says how loud the channel is.
 * A compressor whose fitted ratio is at or under `COMPRESSOR_OFF_RATIO` is returned off.
 * The rest is measured, not assumed: `ReverseReport.unidentifiable` lists per channel
-  the settings whose standard error in the refinement's normal equations exceeds a step
-  an engineer would notice (`refine.identifiability`) and the sends whose energy fit is
-  flat (`reverb_fit.undetermined_sends`); ``mixdown reverse`` prints them and writes
-  them beside the settings.
+  the settings whose range in the refinement's normal equations (the values the mix
+  does not tell apart, `ReverseReport.ranges`) is wider than a step an engineer would
+  notice (`refine.identifiability`) and the sends whose energy fit is flat
+  (`reverb_fit.undetermined_sends`); ``mixdown reverse`` prints them with their ranges and
+  writes them beside the settings.
 
 The stages, one module each, chained by `fit` (and `reverse_engineer`, `ReverseMethod`):
 
@@ -152,7 +153,7 @@ from mixdown.mixers.reverse.reference import (
     load_reference,
     master_from_reference,
 )
-from mixdown.mixers.reverse.refine import Refinement, identifiability, limiter_gain_mask, refine
+from mixdown.mixers.reverse.refine import Refinement, SettingRange, identifiability, limiter_gain_mask, refine
 from mixdown.mixers.reverse.reverb_fit import ReverbFit, undetermined_sends
 from mixdown.mixers.reverse.start import (
     contributions,
@@ -169,8 +170,8 @@ from mixdown.multitrack import SILENCE_DBFS, Multitrack
 from mixdown.params import ConsoleParams
 
 __all__ = [
-    "COMPRESSOR_OFF_RATIO", "EQ_PRIOR_DB", "MAX_LENGTH_MISMATCH_S", "SHELF_Q", "ConsoleFit", "EQFit",
-    "FreeParameter", "ProgressCallback", "ReverseConfig", "ReverseMethod", "ReverseReport", "analysis_window",
+    "COMPRESSOR_OFF_RATIO", "EQ_PRIOR_DB", "MAX_LENGTH_MISMATCH_S", "SHELF_Q", "ConsoleFit", "EQFit", "FreeParameter",
+    "ProgressCallback", "ReverseConfig", "ReverseMethod", "ReverseReport", "SettingRange", "analysis_window",
     "band_responses", "check_reference", "estimator_start", "fit", "fit_standard_eq", "fitted_band_spec",
     "fitted_params", "fixed_reason", "free_parameters", "initial_settings", "least_squares_filters",
     "levenberg_marquardt", "load_reference", "master_from_reference", "matched_loss", "neutral_settings",
@@ -367,7 +368,9 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
     params, final_loss, chosen = best.params, best.loss, best.label
     if neutral_loss < final_loss:  # the console explains this mix worse than doing nothing
         params, final_loss, chosen = neutral_params, neutral_loss, "neutral"
-    unidentifiable = dict(identifiability(best.refinement, multitrack.names))
+    returned = ConsoleTensors.from_params([best.params])
+    ranges = identifiability(best.refinement, multitrack.names, returned)
+    unidentifiable = {name: tuple(r.path for r in found if not r.determined) for name, found in ranges.items()}
     if best.reverb is not None:
         for name, flat in zip(multitrack.names, undetermined_sends(best.reverb), strict=True):
             if flat:
@@ -377,7 +380,11 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
                            seconds=time.perf_counter() - began, converged=best.refinement.converged,
                            losses=tuple(best.refinement.losses), start=chosen,
                            unidentifiable={name: unidentifiable[name] for name in multitrack.names
-                                           if name in unidentifiable})
+                                           if unidentifiable.get(name)},
+                           ranges={} if chosen == "neutral" else {
+                               name: {r.path: (r.low, r.high) for r in ranges[name]
+                                      if returned.ratio[0, i] != 1.0 or not r.path.startswith("compressor.")}
+                               for i, name in enumerate(multitrack.names) if name in ranges})
     return params, report
 
 

@@ -112,6 +112,11 @@ class ReverseReport:
             paths in the channel's settings, e.g. ``"eq[1].gain_db"``,
             ``"compressor.attack_ms"``, ``"reverb_send_db"``); channels with none are left
             out.
+        ranges: per channel name, every setting the refinement fitted with the values
+            the mix does not tell apart from the returned one, ``(low, high)`` in the
+            setting's unit (`refine.identifiability`: linearised at the fit; a wide range
+            is the reason for an entry in ``unidentifiable``). None for a compressor
+            returned off; none at all when ``start`` is ``"neutral"`` (not a fit).
     """
 
     neutral_loss: float
@@ -124,6 +129,7 @@ class ReverseReport:
     losses: tuple[float, ...]
     start: str = "least squares"
     unidentifiable: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ranges: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready: the report as written beside a settings file (``<out>.report.json``)."""
@@ -131,4 +137,6 @@ class ReverseReport:
                 "final_loss": self.final_loss, "steps": self.steps, "least_squares_s": self.least_squares_s,
                 "seconds": self.seconds, "converged": self.converged, "losses": list(self.losses),
                 "start": self.start, "unidentifiable": {name: list(paths) for name, paths in
-                                                        self.unidentifiable.items()}}
+                                                        self.unidentifiable.items()},
+                "ranges": {name: {path: list(bounds) for path, bounds in found.items()}
+                           for name, found in self.ranges.items()}}

@@ -26,10 +26,11 @@ Marquardt (Marquardt's diagonal scaling; K. Madsen, H. B. Nielsen and O. Tinglef
 "Methods for non-linear least squares problems", 2004) accepts only steps that lower the
 residual, so the returned settings are the best iterate.
 
-`identifiability` reads the same normal equations: a parameter the mix cannot determine
-is one whose change by a step an engineer would notice (`NOTICEABLE`), with every other
-parameter free to compensate, moves its channel's compared waveform by less than
-`FLAT_SHARE` of that channel's own level: a shelf over a stem's whole spectrum against
+`identifiability` reads the same normal equations: the range of a parameter is the values
+that, with every other parameter free to compensate, move its channel's compared
+waveform by less than `FLAT_SHARE` of that channel's own level, and a parameter the mix
+cannot determine is one whose change by a step an engineer would notice (`NOTICEABLE`)
+stays inside that range: a shelf over a stem's whole spectrum against
 its fader, a band where the stem has no energy, a compressor's attack on a sustained
 sound, a tom the overhead microphones also hear.
 """
@@ -423,22 +424,44 @@ def refine(stems: torch.Tensor, reference: torch.Tensor, stereo: torch.Tensor, s
                       levels=parts.norm(dim=-1), slopes=slopes, rows=len(rows), converged=converged)
 
 
-def identifiability(result: Refinement, names: list[str]) -> dict[str, tuple[str, ...]]:
-    """Per channel, the fitted settings the mix does not determine (see the module docstring).
+class SettingRange(NamedTuple):
+    """What the mix says about one fitted setting (`identifiability`).
+
+    Attributes:
+        path: the setting's path in its channel's settings (`setting_path`).
+        low, high: the values it could take, in its unit, without moving its channel's
+            compared waveform by more than `FLAT_SHARE` of the channel's level while the
+            other settings compensate (linearised at the fit, kept to its range).
+        determined: a change by the `NOTICEABLE` step leaves that range (the mix tells it).
+    """
+
+    path: str
+    low: float
+    high: float
+    determined: bool
+
+
+def identifiability(result: Refinement, names: list[str],
+                    at: ConsoleTensors | None = None) -> dict[str, tuple[SettingRange, ...]]:
+    """Per channel, the range of values the mix leaves each fitted setting (see the module docstring).
 
     With ``J`` the last Jacobian (logit units), the part of a setting's column that no
-    other setting can reproduce has norm ``1 / sqrt([(J^T J)^-1]_kk)``; times the
-    setting's `NOTICEABLE` step (in logits) it is how far that step moves the compared
-    waveform when the others compensate. Under `FLAT_SHARE` of the channel's own level,
-    the setting is undetermined.
+    other setting can reproduce has norm ``u = 1 / sqrt([(J^T J)^-1]_kk)``: a move of
+    ``d`` logits, the others compensating, changes the compared waveform by ``u d``. The
+    setting's range is where that stays under `FLAT_SHARE` of the channel's own level
+    ``L``: ``value +- FLAT_SHARE L / u`` logits, times the setting's slope in its unit. The
+    setting is determined when its `NOTICEABLE` step leaves the range. A channel not heard
+    in the compared excerpts determines nothing: its ranges are the settings' whole ranges.
 
     Args:
         result: the refinement (its last normal equations).
         names: channel names in track order.
+        at: batch-1 settings the ranges are centred on, with the refinement's layout (the
+            settings returned; None: the refinement's).
 
     Returns:
-        ``{channel name: setting paths}``, e.g. ``("eq[1].gain_db", "compressor.attack_ms")``;
-        channels with none are left out.
+        ``{channel name: ranges}``, every fitted setting of the channel in entry order;
+        channels without fitted settings are left out.
     """
     if result.jacobian_normal is None or not result.entries:
         return {}
@@ -446,20 +469,20 @@ def identifiability(result: Refinement, names: list[str]) -> dict[str, tuple[str
     ridge = 1e-12 * float(normal.diagonal().mean()) + 1e-300
     covariance = torch.linalg.pinv(normal + ridge * torch.eye(normal.shape[0], dtype=normal.dtype), hermitian=True)
     unique = covariance.diagonal().clamp_min(1e-300).rsqrt()  # norm of each column's own part
-    flat: dict[str, list[str]] = {}
+    ranges: dict[str, list[SettingRange]] = {}
     loudest = float(result.levels.max())
     for k, e in enumerate(result.entries):
-        if not float(result.levels[e.track]) > _SILENT * loudest:  # not heard: nothing determined
-            flat.setdefault(names[e.track], []).append(setting_path(e))
-            continue
+        level = float(result.levels[e.track])
+        value = _get(result.settings if at is None else at, e)
         kind, step = NOTICEABLE.get(e.field, ("add", 1.0))
-        value = _get(result.settings, e)
         if kind == "mul":
             step = abs(value) * (step - 1.0)
-        step_logit = step / max(abs(float(result.slopes[k])), 1e-12)
-        if float(unique[k]) * step_logit < FLAT_SHARE * float(result.levels[e.track]):
-            flat.setdefault(names[e.track], []).append(setting_path(e))
-    return {name: tuple(paths) for name, paths in flat.items()}
+        half = math.inf
+        if level > _SILENT * loudest:
+            half = FLAT_SHARE * level / float(unique[k]) * max(abs(float(result.slopes[k])), 1e-12)
+        ranges.setdefault(names[e.track], []).append(SettingRange(
+            setting_path(e), max(e.spec.minimum, value - half), min(e.spec.maximum, value + half), step >= half))
+    return {name: tuple(found) for name, found in ranges.items()}
 
 
 def setting_path(e: Entry) -> str:
