@@ -194,7 +194,7 @@ def errors(multitrack: Multitrack, estimate: ConsoleParams, truth: ConsoleParams
             if report is not None and e.compressor is not None:
                 flagged = "compressor.threshold_db" in report.unidentifiable.get(e.name, ())
                 out[f"threshold (reported {'un' if flagged else ''}determined)"].append(threshold_error)
-                if "compressor.threshold_db" in report.ranges.get(e.name, {}):  # refined (not its start's)
+                if "compressor.threshold_db" in report.ranges.get(e.name, {}):  # none where no fit was returned
                     low, high = report.ranges[e.name]["compressor.threshold_db"]
                     out["threshold range width"].append(high - low)
                     out["threshold in range"].append(float(low <= t.compressor.threshold_db <= high))
@@ -217,7 +217,7 @@ import json, sys, time
 import numba, torch
 torch.set_num_threads(int(sys.argv[1])); numba.set_num_threads(int(sys.argv[1]))
 from mixdown.mixers import get_method
-from mixdown.mixers.reverse import ReverseConfig, ReverseReport, fit
+from mixdown.mixers.reverse import ReverseConfig, fit
 from mixdown.multitrack import Multitrack
 from mixdown.console import channel_loudness, render
 from mixdown.synth.demo import demo_multitrack_arrays

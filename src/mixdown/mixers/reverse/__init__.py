@@ -382,9 +382,9 @@ def fit(multitrack: Multitrack, reference: np.ndarray, config: ReverseConfig = R
                            unidentifiable={name: unidentifiable[name] for name in multitrack.names
                                            if unidentifiable.get(name)},
                            ranges={} if chosen == "neutral" else {
-                               name: {r.path: (r.low, r.high) for r in ranges[name]
-                                      if returned.ratio[0, i] != 1.0 or not r.path.startswith("compressor.")}
-                               for i, name in enumerate(multitrack.names) if name in ranges})
+                               ch.name: {r.path: (r.low, r.high) for r in ranges[ch.name]
+                                         if ch.compressor is not None or not r.path.startswith("compressor.")}
+                               for ch in best.params.channels if ch.name in ranges})
     return params, report
 
 

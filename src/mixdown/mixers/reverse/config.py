@@ -115,8 +115,8 @@ class ReverseReport:
         ranges: per channel name, every setting the refinement fitted with the values
             the mix does not tell apart from the returned one, ``(low, high)`` in the
             setting's unit (`refine.identifiability`: linearised at the fit; a wide range
-            is the reason for an entry in ``unidentifiable``). None for a compressor
-            returned off; none at all when ``start`` is ``"neutral"`` (not a fit).
+            is the reason for an entry in ``unidentifiable``). No compressor entries
+            for a compressor returned off; no ranges at all when ``start`` is ``"neutral"`` (not a fit).
     """
 
     neutral_loss: float
